@@ -1,0 +1,309 @@
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+)
+
+// Defaults of Config. A zero Config gives these.
+const (
+	DefaultCapacity        = 2
+	DefaultMaxCapacity     = 16
+	DefaultMaxMessageBytes = 64 << 10
+	DefaultRate            = 50
+	DefaultBurst           = 200
+	DefaultSendQueue       = 256
+	DefaultPingInterval    = 20 * time.Second
+	DefaultPongTimeout     = 30 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultMaxConns        = 100000
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Config configures a Server. The zero value is a working configuration
+// with the defaults above.
+type Config struct {
+	// Capacity is the capacity of a room whose creator asks for none
+	// (default 2, the origin's rule).
+	Capacity int
+	// MaxCapacity is the largest capacity a join may ask for (default 16).
+	MaxCapacity int
+	// MaxMessageBytes is the largest frame accepted; a larger one closes
+	// the connection with close code 1009 (default 64 KiB).
+	MaxMessageBytes int64
+	// Rate and Burst set each connection's token bucket, in messages per
+	// second (defaults 50 and 200). rate.Inf turns rate limiting off.
+	Rate  rate.Limit
+	Burst int
+	// SendQueue is the number of outgoing messages a connection may have
+	// waiting; when it is full the connection is dropped as a slow consumer
+	// (default 256).
+	SendQueue int
+	// PingInterval and PongTimeout govern keepalive: a ping is sent every
+	// PingInterval, and a connection that sends nothing (not even a pong)
+	// for PongTimeout is closed (defaults 20 s and 30 s).
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// WriteTimeout is the deadline of every write (default 10 s).
+	WriteTimeout time.Duration
+	// MaxConns is the number of open connections past which upgrades are
+	// refused with 503 (default 100000).
+	MaxConns int
+	// AllowedOrigins lists the browser origins that may connect, either as
+	// full origins ("https://app.example.org") or as hosts
+	// ("app.example.org"); "*" allows any. Empty means the server's own
+	// host only. Requests without an Origin header are always allowed.
+	AllowedOrigins []string
+	// ICEServers is sent to every member in created and joined.
+	ICEServers []ICEServer
+	// ClientLog makes the server send log messages to clients about what
+	// it does for them (the origin's log event).
+	ClientLog bool
+	// ShutdownTimeout bounds Close (default 10 s).
+	ShutdownTimeout time.Duration
+	// Files, when set, is served at / (the browser client).
+	Files fs.FS
+	// Logger receives the server's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Capacity, DefaultCapacity)
+	def(&c.MaxCapacity, DefaultMaxCapacity)
+	def(&c.Burst, DefaultBurst)
+	def(&c.SendQueue, DefaultSendQueue)
+	def(&c.MaxConns, DefaultMaxConns)
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Rate <= 0 {
+		c.Rate = DefaultRate
+	}
+	defDur(&c.PingInterval, DefaultPingInterval)
+	defDur(&c.PongTimeout, DefaultPongTimeout)
+	defDur(&c.WriteTimeout, DefaultWriteTimeout)
+	defDur(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ICEServers == nil {
+		c.ICEServers = []ICEServer{}
+	}
+	return c
+}
+
+// Server is a signaling server: it keeps rooms and relays signals between
+// the members of each room. It does not listen by itself; serve Handler.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	handler  http.Handler
+
+	nconns atomic.Int64 // open connections, for MaxConns and /healthz
+	nextID atomic.Uint64
+
+	mu      sync.RWMutex
+	rooms   map[string]*room   // guarded by mu
+	conns   map[*conn]struct{} // guarded by mu
+	closing bool               // guarded by mu; set once by Shutdown
+
+	wg sync.WaitGroup // every connection goroutine
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed when Shutdown has finished
+}
+
+// NewServer returns a Server configured by cfg.
+func NewServer(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		rooms:  make(map[string]*room),
+		conns:  make(map[*conn]struct{}),
+		closed: make(chan struct{}),
+	}
+	s.upgrader = websocket.Upgrader{
+		// A small read buffer and pooled write buffers keep an idle
+		// connection small; the pool's buffers fit a typical frame.
+		ReadBufferSize:   512,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},
+		HandshakeTimeout: 10 * time.Second,
+		CheckOrigin:      s.checkOrigin,
+	}
+	r := mux.NewRouter()
+	r.HandleFunc("/ws", s.serveWS).Methods(http.MethodGet)
+	r.HandleFunc("/healthz", s.serveHealth).Methods(http.MethodGet, http.MethodHead)
+	if cfg.Files != nil {
+		r.PathPrefix("/").Handler(http.FileServerFS(cfg.Files)).Methods(http.MethodGet, http.MethodHead)
+	}
+	s.handler = r
+	return s
+}
+
+// Handler returns the server's HTTP handler: the WebSocket endpoint at
+// /ws, /healthz, and Config.Files at /.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if len(s.cfg.AllowedOrigins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, allowed := range s.cfg.AllowedOrigins {
+		if allowed == "*" || strings.EqualFold(allowed, origin) || strings.EqualFold(allowed, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	closing := s.closing
+	s.mu.RUnlock()
+	if closing {
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConns) {
+		s.nconns.Add(-1)
+		s.log.Warn("connection refused: too many connections", "remote", r.RemoteAddr, "max_conns", s.cfg.MaxConns)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		// Upgrade has answered with an HTTP error already.
+		s.nconns.Add(-1)
+		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := newConn(s, ws, r.RemoteAddr)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.nconns.Add(-1)
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "going away"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	// The handler returns now: net/http's per-request state is released and
+	// the connection lives on its own goroutine.
+	go c.readLoop()
+}
+
+type health struct {
+	Status      string `json:"status"`
+	Connections int64  `json:"connections"`
+	Rooms       int    `json:"rooms"`
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	h := health{Status: "ok", Connections: s.nconns.Load(), Rooms: len(s.rooms)}
+	if s.closing {
+		h.Status = "shutting-down"
+	}
+	s.mu.RUnlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.Status != "ok" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+// Shutdown stops accepting connections, sends every client a close frame
+// 1001 "going away" after what is already queued for it, and waits for the
+// clients to close their side. When ctx ends first, the remaining
+// connections are closed at once; Shutdown then returns ctx.Err(). It
+// always waits for every connection goroutine to exit. Calling it again
+// waits for the first call to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	first := false
+	s.closeOnce.Do(func() { first = true })
+	if !first {
+		<-s.closed
+		return nil
+	}
+	defer close(s.closed)
+
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.conns {
+		if c.room != nil {
+			s.leaveLocked(c, ReasonShutdown)
+		}
+		c.closeAfterQueue(websocket.CloseGoingAway, "going away", reasonShutdown)
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	left := slices.Collect(maps.Keys(s.conns))
+	s.mu.Unlock()
+	for _, c := range left {
+		c.abort(reasonShutdown)
+	}
+	<-done
+	return ctx.Err()
+}
+
+// Close is Shutdown bounded by Config.ShutdownTimeout. It is safe to call
+// more than once.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.nconns.Add(-1)
+	s.wg.Done()
+}
