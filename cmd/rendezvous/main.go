@@ -92,7 +92,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 // run runs the server until ctx ends, and returns the exit code.
 func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	fs, o := newFlagSet(stderr)
-	if err := flagenv.Parse(fs, envPrefix, args, getenv); err != nil {
+	if err := parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -118,6 +118,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		return 1
 	}
 	return 0
+}
+
+// parse sets fs's flags from the environment, then from args.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	return flagenv.Parse(fs, envPrefix, args, getenv)
 }
 
 func (o *options) config(log *slog.Logger) (signal.Config, error) {
