@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -13,21 +14,24 @@ import (
 // benchRoom builds a room of n members whose connections have no socket:
 // writing is set so that no writeLoop starts, and drain empties the queues
 // that writeLoop would have written.
-func benchRoom(n int) (s *Server, members []*conn, drain func()) {
+func benchRoom(n int) (s *Server, conns []*conn, drain func()) {
 	s = NewServer(Config{Rate: rate.Inf, MaxCapacity: n, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	r := &room{name: "bench", capacity: n}
 	for i := range n {
-		c := &conn{s: s, id: fmt.Sprintf("peer%d", i), room: r, writing: true}
-		r.members = append(r.members, c)
+		c := &conn{s: s, writing: true}
+		m := &member{id: fmt.Sprintf("peer%d", i), room: r, conn: c}
+		c.member = m
+		r.members = append(r.members, m)
+		conns = append(conns, c)
 	}
 	s.rooms[r.name] = r
 	drain = func() {
-		for _, c := range r.members {
+		for _, c := range conns {
 			clear(c.queue)
-			c.queue, c.pending = c.queue[:0], 0
+			c.queue = c.queue[:0]
 		}
 	}
-	return s, r.members, drain
+	return s, conns, drain
 }
 
 // BenchmarkRelayMessage measures decode + validate + route of one
@@ -38,7 +42,7 @@ func BenchmarkRelayMessage(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		m[0].handle(frame)
+		m[0].handle(frame, time.Now())
 		drain()
 	}
 }
@@ -50,7 +54,7 @@ func BenchmarkRelayCandidate(b *testing.B) {
 	frame := []byte(`{"type":"candidate","to":"peer1","candidate":{"candidate":"candidate:842163049 1 udp 1677729535 192.0.2.10 50000 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag abcd network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		m[0].handle(frame)
+		m[0].handle(frame, time.Now())
 		drain()
 	}
 }
@@ -62,7 +66,7 @@ func BenchmarkFanout16(b *testing.B) {
 	frame := []byte(`{"type":"message","data":{"body":"` + strings.Repeat("x", 260) + `"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		m[0].handle(frame)
+		m[0].handle(frame, time.Now())
 		drain()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,6 +30,8 @@ type Client struct {
 	writeTimeout time.Duration
 
 	wmu sync.Mutex // serializes writes to ws
+
+	received atomic.Uint64 // frames read from the server
 
 	in   chan *Message // owned by readLoop (sender)
 	done chan struct{} // closed when readLoop has ended
@@ -85,6 +88,7 @@ func (c *Client) readLoop() {
 		}
 		select {
 		case c.in <- m:
+			c.received.Add(1) // counted once it is the caller's to Recv
 		case <-c.closing:
 			c.err = ErrClosed
 			return
@@ -138,11 +142,22 @@ func (c *Client) Recv(ctx context.Context) (*Message, error) {
 	}
 }
 
+// Received returns the number of frames read from the server on this
+// connection. A client that resumes its seat on a new connection sends it
+// as JoinOptions.Received, so that the server re-sends what it missed.
+func (c *Client) Received() uint64 { return c.received.Load() }
+
 // JoinOptions are the optional fields of join.
 type JoinOptions struct {
 	ID       string // requested peer id
 	Capacity int    // capacity, when this join creates the room
+	Token    string // join token, for servers with an auth secret
 	Ref      string
+	// Resume takes back a seat after a dropped connection: the resume
+	// token from created or joined. Received is the old connection's
+	// Client.Received().
+	Resume   string
+	Received *uint64
 }
 
 // Join sends join and waits for the answer, skipping log messages. It
@@ -151,7 +166,7 @@ type JoinOptions struct {
 func (c *Client) Join(ctx context.Context, room string, opts *JoinOptions) (*Message, error) {
 	m := &Message{Type: TypeJoin, Room: room}
 	if opts != nil {
-		m.ID, m.Capacity, m.Ref = opts.ID, opts.Capacity, opts.Ref
+		m.ID, m.Capacity, m.Ref, m.Token, m.Resume, m.Received = opts.ID, opts.Capacity, opts.Ref, opts.Token, opts.Resume, opts.Received
 	}
 	if err := c.Send(m); err != nil {
 		return nil, err

@@ -4,34 +4,64 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 )
 
-// closeReason is why a connection ended: the peer-left reasons plus the
-// finer causes that map onto them.
+// closeReason is why a connection ended. The metrics count these; members
+// see them mapped onto the peer-left reasons.
 type closeReason string
 
 const (
-	reasonDisconnected closeReason = ReasonDisconnected
-	reasonTimeout      closeReason = ReasonTimeout
-	reasonSlow         closeReason = ReasonSlow
-	reasonShutdown     closeReason = ReasonShutdown
-	reasonTooLarge     closeReason = "too-large"
+	reasonLeft         closeReason = "left"         // the client sent a close frame
+	reasonDisconnected closeReason = "disconnected" // the connection failed without a close frame
+	reasonTimeout      closeReason = "timeout"      // no pong within the timeout
+	reasonSlow         closeReason = "slow"         // send queue full
+	reasonTooLarge     closeReason = "too-large"    // frame over the size limit
+	reasonRate         closeReason = "rate"         // kept sending far over the rate
+	reasonShutdown     closeReason = "shutdown"     // server shutdown
+	reasonKicked       closeReason = "kicked"       // removed through the admin API
+	reasonUnauthorized closeReason = "unauthorized" // too many failed joins
+	reasonReplaced     closeReason = "replaced"     // a resumed connection took its seat
 )
 
-// peerLeft is the reason members see in peer-left when the connection ends
-// for reason r.
+// ReasonKicked is the peer-left reason when an operator removed the member
+// through the admin API; ReasonRoomClosed when the room was closed.
+const (
+	ReasonKicked     = "kicked"
+	ReasonRoomClosed = "room-closed"
+)
+
+// peerLeft is the reason members see in peer-left when the connection
+// ends for reason r.
 func (r closeReason) peerLeft() string {
 	switch r {
-	case reasonTimeout, reasonSlow, reasonShutdown:
+	case reasonTimeout, reasonSlow, reasonShutdown, reasonKicked:
 		return string(r)
 	}
 	return ReasonDisconnected
 }
+
+// resumable reports whether a connection that ended for reason r keeps its
+// seat for the resume window: only drops a client did not ask for.
+func (r closeReason) resumable() bool {
+	return r == reasonDisconnected || r == reasonTimeout || r == reasonReplaced
+}
+
+// Close codes the server sends besides the standard ones.
+const (
+	// CloseReplaced closes a connection whose seat was resumed by another.
+	CloseReplaced = 4001
+)
+
+// closeGrace is how long a connection may take to answer the server's
+// close frame before its socket is closed.
+const closeGrace = time.Second
 
 // readBufs holds the buffers frames are read into; a frame is decoded and
 // copied out before its buffer goes back.
@@ -48,27 +78,32 @@ type conn struct {
 
 	// owned by readLoop
 	limiter      *rate.Limiter // nil when rate limiting is off
+	overRate     int           // messages refused for rate since the last one allowed
+	authFailures int           // joins refused as unauthorized
 	deadlineSet  time.Time     // when the read deadline was last extended
-	readDeadline time.Duration
+
+	closeSent atomic.Bool // a close frame went out; the read deadline is final
 
 	// guarded by Server.mu
-	room *room
-	id   string
+	member *member // the connection's seat, nil when in no room
 
 	mu         sync.Mutex
-	queue      [][]byte    // guarded by mu: frames waiting for writeLoop
-	pending    int         // guarded by mu: frames queued or being written
-	writing    bool        // guarded by mu: a writeLoop goroutine runs
-	pingDue    bool        // guarded by mu: writeLoop should send a ping
-	closeFrame []byte      // guarded by mu: close frame to send after the queue
-	closing    bool        // guarded by mu: no new frames (close frame queued)
-	closed     bool        // guarded by mu: the connection is finished
-	reason     closeReason // guarded by mu: why it ended; the first cause wins
-	pinger     *time.Timer // guarded by mu: sends the next ping
+	queue      [][]byte       // guarded by mu: frames not yet written; writeLoop removes each once written
+	recent     [][]byte       // guarded by mu: frames written but not yet acknowledged by a pong
+	recentBase uint64         // guarded by mu: number of the first frame in recent (frames count from 1)
+	written    uint64         // guarded by mu: frames written on this connection
+	writing    bool           // guarded by mu: a writeLoop goroutine runs
+	writers    sync.WaitGroup // counts the writeLoop goroutine, for finish to wait on
+	pingDue    bool           // guarded by mu: writeLoop should send a ping
+	closeFrame []byte         // guarded by mu: close frame to send after the queue
+	closing    bool           // guarded by mu: no new frames (closing or dropped)
+	closed     bool           // guarded by mu: the connection is finished
+	reason     closeReason    // guarded by mu: why it ended; the first cause wins
+	pinger     *time.Timer    // guarded by mu: sends the next ping
 }
 
 func newConn(s *Server, ws *websocket.Conn, remote string) *conn {
-	c := &conn{s: s, ws: ws, remote: remote, n: s.nextID.Add(1), readDeadline: s.cfg.PongTimeout}
+	c := &conn{s: s, ws: ws, remote: remote, n: s.nextID.Add(1)}
 	if s.cfg.Rate != rate.Inf {
 		c.limiter = rate.NewLimiter(s.cfg.Rate, s.cfg.Burst)
 	}
@@ -80,8 +115,11 @@ func (c *conn) readLoop() {
 	s.log.Info("connection open", "conn", c.n, "remote", c.remote)
 	c.ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c.extendDeadline(time.Now())
-	c.ws.SetPongHandler(func(string) error {
+	c.ws.SetPongHandler(func(data string) error {
 		c.extendDeadline(time.Now())
+		if n, err := strconv.ParseUint(data, 10, 64); err == nil {
+			c.acked(n)
+		}
 		return nil
 	})
 	c.mu.Lock()
@@ -105,13 +143,14 @@ func (c *conn) readLoop() {
 			reason = readErrReason(err)
 			break
 		}
-		if now := time.Now(); now.Sub(c.deadlineSet) > time.Second {
+		now := time.Now()
+		if now.Sub(c.deadlineSet) > time.Second {
 			c.extendDeadline(now)
 		}
 		if mt != websocket.TextMessage {
 			c.sendError(perr(CodeBadJSON, "Frames must be text frames holding JSON, not binary."), "")
 		} else {
-			c.handle(buf.Bytes())
+			c.handle(buf.Bytes(), now)
 		}
 		if buf.Cap() <= 64<<10 {
 			readBufs.Put(buf)
@@ -120,43 +159,76 @@ func (c *conn) readLoop() {
 	c.finish(reason)
 }
 
+// extendDeadline gives the client another PongTimeout to send something,
+// unless the server has closed the conversation.
 func (c *conn) extendDeadline(now time.Time) {
+	if c.closeSent.Load() {
+		return
+	}
 	c.deadlineSet = now
-	_ = c.ws.SetReadDeadline(now.Add(c.readDeadline))
+	_ = c.ws.SetReadDeadline(now.Add(c.s.cfg.PongTimeout))
 }
 
 func readErrReason(err error) closeReason {
 	var ne net.Error
+	var ce *websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
 		return reasonTooLarge
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		return reasonLeft
 	case errors.As(err, &ne) && ne.Timeout():
 		return reasonTimeout
 	}
 	return reasonDisconnected
 }
 
-// finish runs when readLoop ends: it removes the connection from its room,
-// closes the socket and waits for nothing else, since writeLoop exits on
-// its own once closed is set.
+// finish runs when readLoop ends. A connection that dropped (no close
+// frame, or no pong) keeps its seat for the resume window, with the frames
+// it never wrote and those written but not acknowledged; any other leaves
+// its room at once.
 func (c *conn) finish(reason closeReason) {
-	c.markClosed(reason)
 	s := c.s
-	s.mu.Lock()
-	left := c.leaveIfJoined()
-	s.mu.Unlock()
+	c.markClosed(reason)
 	_ = c.ws.Close()
-	c.logLeave(left)
-	s.log.Info("connection closed", "conn", c.n, "remote", c.remote, "reason", c.closeReason())
+	c.writers.Wait() // no writer can start once closed is set
+	c.mu.Lock()
+	reason = c.reason
+	backlog := seatBacklog{unsent: c.queue, recent: c.recent, recentBase: c.recentBase}
+	c.queue, c.recent = nil, nil
+	c.mu.Unlock()
+
+	s.mu.Lock()
+	var ev membership
+	if m := c.member; m != nil {
+		if reason.resumable() && s.cfg.ResumeWindow > 0 && !s.closing {
+			ev = s.holdSeatLocked(m, backlog)
+		} else {
+			ev = s.removeMemberLocked(m, reason.peerLeft())
+		}
+	}
+	s.mu.Unlock()
+	c.logLeave(ev)
+	s.metrics.closed.WithLabelValues(string(reason)).Inc()
+	s.log.Info("connection closed", "conn", c.n, "remote", c.remote, "reason", reason)
 	s.removeConn(c)
 }
 
-// handle processes one client frame.
-func (c *conn) handle(frame []byte) {
-	m, e := decodeClient(frame, c.s.cfg.MaxCapacity)
-	if c.limiter != nil && !c.limiter.Allow() {
-		c.sendError(perr(CodeRateLimited, "Too many messages: this connection may send %g per second (burst %d); this one was not delivered.", float64(c.s.cfg.Rate), c.s.cfg.Burst), m.ref)
-		return
+// handle processes one client frame, received at recv.
+func (c *conn) handle(frame []byte, recv time.Time) {
+	s := c.s
+	m, e := decodeClient(frame, s.cfg.MaxCapacity)
+	if c.limiter != nil {
+		if !c.limiter.Allow() {
+			c.overRate++
+			if c.overRate > s.rateAbuse {
+				c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded", reasonRate)
+				return
+			}
+			c.sendError(perr(CodeRateLimited, "Too many messages: this connection may send %g per second (burst %d); this one was not delivered.", float64(s.cfg.Rate), s.cfg.Burst), m.ref)
+			return
+		}
+		c.overRate = 0
 	}
 	if e != nil {
 		c.sendError(e, m.ref)
@@ -164,37 +236,54 @@ func (c *conn) handle(frame []byte) {
 	}
 	switch m.typ {
 	case TypeJoin:
-		c.s.join(c, &m)
+		s.join(c, &m)
 	case TypeLeave:
-		c.s.leave(c, &m)
+		s.leave(c, &m)
 	default:
-		c.s.relay(c, &m)
+		s.relay(c, &m, recv)
 	}
 }
 
 func (c *conn) sendError(e *protoError, ref string) {
+	c.s.metrics.errors.WithLabelValues(e.code).Inc()
 	c.enqueue(mustJSON(errorMsg{Type: TypeError, Code: e.code, Message: e.msg, Ref: ref}))
 }
 
-// enqueue queues frame for writing; it never blocks. When the queue is
-// full the connection is dropped as a slow consumer.
-func (c *conn) enqueue(frame []byte) {
+// enqueue queues frame for writing; it never blocks. It reports false
+// when the connection takes no more frames: it is closing, or its queue was
+// full and it is now dropped as a slow consumer.
+func (c *conn) enqueue(frame []byte) bool {
 	c.mu.Lock()
 	if c.closing || c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
-	if c.pending >= c.s.cfg.SendQueue {
+	if len(c.queue) >= c.s.cfg.SendQueue {
 		c.closing = true // refuse further frames; drop finishes the job
 		c.mu.Unlock()
 		c.s.wg.Add(1) // safe: this connection's readLoop holds a count
 		go c.s.drop(c, reasonSlow, websocket.ClosePolicyViolation, "slow consumer")
-		return
+		return false
 	}
 	c.queue = append(c.queue, frame)
-	c.pending++
 	c.startWriterLocked()
 	c.mu.Unlock()
+	return true
+}
+
+// enqueueAll queues frames (a resumed seat's backlog) past the queue
+// limit: they were bounded when they were held.
+func (c *conn) enqueueAll(frames [][]byte) {
+	if len(frames) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.closed {
+		return
+	}
+	c.queue = append(c.queue, frames...)
+	c.startWriterLocked()
 }
 
 // startWriterLocked starts writeLoop unless it runs. c.mu must be held and
@@ -203,6 +292,7 @@ func (c *conn) startWriterLocked() {
 	if !c.writing {
 		c.writing = true
 		c.s.wg.Add(1)
+		c.writers.Add(1)
 		go c.writeLoop()
 	}
 }
@@ -217,8 +307,26 @@ func (c *conn) ping() {
 	c.mu.Unlock()
 }
 
+// acked drops the written frames up to number n from recent: a pong that
+// echoes a ping sent after frame n proves the client read them.
+func (c *conn) acked(n uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n < c.recentBase {
+		return
+	}
+	k := min(n-c.recentBase+1, uint64(len(c.recent)))
+	clear(c.recent[:k])
+	c.recent = c.recent[k:]
+	c.recentBase += k
+	if len(c.recent) == 0 {
+		c.recent = nil // an idle connection holds none
+	}
+}
+
 // closeAfterQueue sends a close frame once the frames already queued are
-// written, and accepts no more frames.
+// written, and accepts no more frames. The client then has closeGrace to
+// answer before the socket is closed.
 func (c *conn) closeAfterQueue(code int, text string, reason closeReason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -231,9 +339,9 @@ func (c *conn) closeAfterQueue(code int, text string, reason closeReason) {
 	c.startWriterLocked()
 }
 
-// markClosed records reason, unless a reason was recorded before, and
-// discards the queue. It reports whether the connection was still open.
-func (c *conn) markClosed(reason closeReason) bool {
+// markClosed records reason, unless a reason was recorded before, and stops
+// the pinger. first reports whether this call closed the connection.
+func (c *conn) markClosed(reason closeReason) (first bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.reason == "" {
@@ -242,19 +350,18 @@ func (c *conn) markClosed(reason closeReason) bool {
 	if c.closed {
 		return false
 	}
-	c.closed = true
+	c.closed, c.closing = true, true
 	if c.pinger != nil {
 		c.pinger.Stop()
 	}
-	c.queue = nil
-	c.pending = 0
 	return true
 }
 
-func (c *conn) closeReason() closeReason {
+// open reports whether c still takes frames.
+func (c *conn) open() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reason
+	return !c.closing && !c.closed
 }
 
 // abort closes the socket at once; readLoop then finishes the connection.
@@ -263,9 +370,14 @@ func (c *conn) abort(reason closeReason) {
 	_ = c.ws.NetConn().Close()
 }
 
+// writeLoop writes queued frames, then pings and the close frame, and
+// exits when there is nothing left. A frame leaves the queue only once it
+// is written, so that finish knows exactly what was never written.
 func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
+	defer c.writers.Done()
 	wt := c.s.cfg.WriteTimeout
+	limit := c.s.cfg.ResumeQueue
 	var batch [][]byte
 	for {
 		c.mu.Lock()
@@ -275,8 +387,6 @@ func (c *conn) writeLoop() {
 			return
 		}
 		batch = append(batch[:0], c.queue...)
-		clear(c.queue)
-		c.queue = c.queue[:0]
 		ping := c.pingDue
 		c.pingDue = false
 		var closeFrame []byte
@@ -291,30 +401,54 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 
-		for i, frame := range batch {
+		n := 0
+		var err error
+		for _, frame := range batch {
 			_ = c.ws.SetWriteDeadline(time.Now().Add(wt))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.abort(reasonDisconnected)
+			if err = c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 				break
 			}
-			batch[i] = nil
+			n++
 		}
-		if len(batch) > 0 {
+		var pingData []byte // the ping carries the number of frames written before it
+		if n > 0 || ping {
 			c.mu.Lock()
-			if !c.closed {
-				c.pending -= len(batch)
+			if n > 0 {
+				rest := copy(c.queue, c.queue[n:])
+				clear(c.queue[rest:])
+				c.queue = c.queue[:rest]
+				if len(c.recent) == 0 {
+					c.recentBase = c.written + 1
+				}
+				c.recent = append(c.recent, batch[:n]...)
+				c.written += uint64(n)
+				if over := len(c.recent) - limit; over > 0 {
+					clear(c.recent[:over])
+					c.recent = c.recent[over:]
+					c.recentBase += uint64(over)
+				}
+			}
+			if ping {
+				pingData = strconv.AppendUint(nil, c.written, 10)
 			}
 			c.mu.Unlock()
 		}
+		clear(batch)
+		if err != nil {
+			c.abort(reasonDisconnected)
+			continue
+		}
 		if ping {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, pingData, time.Now().Add(wt)); err != nil {
 				c.abort(reasonDisconnected)
 			}
 		}
 		if closeFrame != nil {
+			c.closeSent.Store(true)
 			if err := c.ws.WriteControl(websocket.CloseMessage, closeFrame, time.Now().Add(wt)); err != nil {
 				c.abort(reasonDisconnected)
 			}
+			_ = c.ws.SetReadDeadline(time.Now().Add(closeGrace))
 		}
 	}
 }

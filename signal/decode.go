@@ -27,6 +27,9 @@ type clientMsg struct {
 	room      string
 	id        string
 	capacity  int // 0: not given
+	token     string
+	resume    string
+	received  *uint64 // join with resume: frames received on the old connection
 	to        string
 	sdp       string
 	candidate json.RawMessage // "null" or a validated object
@@ -41,6 +44,9 @@ type wireIn struct {
 	Room      *string         `json:"room"`
 	ID        *string         `json:"id"`
 	Capacity  json.RawMessage `json:"capacity"`
+	Token     string          `json:"token"`
+	Resume    string          `json:"resume"`
+	Received  *uint64         `json:"received"`
 	To        string          `json:"to"`
 	SDP       *string         `json:"sdp"`
 	Candidate json.RawMessage `json:"candidate"`
@@ -60,7 +66,7 @@ type wireCandidate struct {
 // fieldsOf lists the fields each client message type reads; a type error in
 // any other field is ignored like any unknown field.
 var fieldsOf = map[string][]string{
-	TypeJoin:      {"room", "id", "capacity"},
+	TypeJoin:      {"room", "id", "capacity", "token", "resume", "received"},
 	TypeLeave:     nil,
 	TypeOffer:     {"to", "sdp"},
 	TypeAnswer:    {"to", "sdp"},
@@ -157,6 +163,7 @@ func (m *clientMsg) decodeJoin(w *wireIn, maxCapacity int) *protoError {
 		}
 		m.capacity = n
 	}
+	m.token, m.resume, m.received = w.Token, w.Resume, w.Received
 	return nil
 }
 
@@ -184,6 +191,12 @@ func fieldTypeError(field string) *protoError {
 		return perr(CodeUnknownPeer, "Field \"to\" must be the id (a string) of another member of the room.")
 	case "sdp":
 		return perr(CodeInvalidSDP, "Field \"sdp\" must be a string.")
+	case "token":
+		return perr(CodeUnauthorized, "Field \"token\" must be a string (a JWT).")
+	case "resume":
+		return perr(CodeResumeFailed, "Field \"resume\" must be the string token from created or joined.")
+	case "received":
+		return perr(CodeResumeFailed, "Field \"received\" must be the number of frames received on the old connection.")
 	}
 	return perr(CodeBadJSON, "Field %q has the wrong type.", field)
 }

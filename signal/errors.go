@@ -21,6 +21,10 @@ const (
 	CodeInvalidSDP       = "invalid-sdp"       // sdp is missing, empty or not SDP
 	CodeInvalidCandidate = "invalid-candidate" // candidate is not null or {candidate: string, ...}
 	CodeRateLimited      = "rate-limited"      // the message exceeded the connection's rate
+	CodeUnauthorized     = "unauthorized"      // the join token is missing, invalid, expired or not for this room
+	CodeResumeFailed     = "resume-failed"     // the resume token is wrong or its seat has expired
+	CodeRoomClosed       = "room-closed"       // an operator closed the room
+	CodeKicked           = "kicked"            // an operator removed this member
 )
 
 // Error is a protocol error: the server's error message, as the Go client

@@ -14,10 +14,11 @@ import (
 type room struct {
 	name     string
 	capacity int
-	members  []*conn // guarded by Server.mu; in join order
+	created  time.Time
+	members  []*member // guarded by Server.mu; in join order
 }
 
-func (r *room) member(id string) *conn {
+func (r *room) member(id string) *member {
 	for _, m := range r.members {
 		if m.id == id {
 			return m
@@ -26,10 +27,13 @@ func (r *room) member(id string) *conn {
 	return nil
 }
 
-func (r *room) ids() []string {
-	ids := make([]string, len(r.members))
-	for i, m := range r.members {
-		ids[i] = m.id
+// idsExcept lists the ids of the members other than m, in join order.
+func (r *room) idsExcept(m *member) []string {
+	ids := make([]string, 0, len(r.members))
+	for _, o := range r.members {
+		if o != m {
+			ids = append(ids, o.id)
+		}
 	}
 	return ids
 }
@@ -44,7 +48,7 @@ func newPeerID() string {
 // membership describes a join or leave, for logging after the lock is
 // released.
 type membership struct {
-	event  string // created, joined, full, left
+	event  string // created, joined, resumed, full, left, held
 	room   string
 	id     string
 	reason string
@@ -52,142 +56,291 @@ type membership struct {
 
 func (s *Server) join(c *conn, m *clientMsg) {
 	s.mu.Lock()
-	ev := s.joinLocked(c, m)
+	ev, ghost := s.joinLocked(c, m)
 	s.mu.Unlock()
+	if ghost != nil {
+		// The seat's old connection is still open: close it; its finish
+		// completes the resume.
+		s.wg.Add(1) // safe: c's readLoop holds a count
+		go s.drop(ghost, reasonReplaced, CloseReplaced, "replaced by a resumed connection")
+	}
 	if ev.event != "" {
+		s.metrics.joins.WithLabelValues(ev.event).Inc()
 		s.log.Info("join", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
+	}
+	if ev.event == "unauthorized" {
+		c.authFailures++
+		if c.authFailures >= maxAuthFailures {
+			c.closeAfterQueue(websocket.ClosePolicyViolation, "too many unauthorized joins", reasonUnauthorized)
+		}
 	}
 }
 
-func (s *Server) joinLocked(c *conn, m *clientMsg) membership {
+// maxAuthFailures is the number of unauthorized joins after which the
+// connection is closed.
+const maxAuthFailures = 5
+
+// joinLocked handles a join; s.mu is held for writing. It returns what
+// happened and, for a resume that replaces a connection still open, that
+// connection, to be closed once the lock is released.
+func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 	if s.closing {
-		return membership{} // the connection is being closed
+		return membership{}, nil // the connection is being closed
 	}
-	if c.room != nil {
-		c.sendError(perr(CodeAlreadyJoined, "This connection is already in room %q; send leave first.", c.room.name), m.ref)
-		return membership{}
+	if c.member != nil {
+		c.sendError(perr(CodeAlreadyJoined, "This connection is already in room %q; send leave first.", c.member.room.name), jm.ref)
+		return membership{}, nil
 	}
-	r := s.rooms[m.room]
+	if jm.resume != "" {
+		return s.resumeLocked(c, jm)
+	}
+	var claims *TokenClaims
+	if len(s.cfg.AuthSecret) > 0 {
+		var why string
+		if claims, why = s.authorize(jm); claims == nil {
+			c.sendError(perr(CodeUnauthorized, "%s", why), jm.ref)
+			return membership{event: "unauthorized", room: jm.room}, nil
+		}
+	}
+	r := s.rooms[jm.room]
 	if r != nil && len(r.members) >= r.capacity {
-		c.enqueue(mustJSON(fullMsg{Type: TypeFull, Ref: m.ref, Room: r.name, Capacity: r.capacity}))
+		c.enqueue(mustJSON(fullMsg{Type: TypeFull, Ref: jm.ref, Room: r.name, Capacity: r.capacity}))
 		s.clientLog(c, "Room %q is full (%d of %d members).", r.name, len(r.members), r.capacity)
-		return membership{event: "full", room: r.name}
+		return membership{event: "full", room: r.name}, nil
 	}
-	id := m.id
+	id := jm.id
+	if claims != nil && claims.Subject != "" {
+		id = claims.Subject
+	}
 	if id == "" {
 		for id = newPeerID(); r != nil && r.member(id) != nil; id = newPeerID() {
 		}
 	} else if r != nil && r.member(id) != nil {
-		c.sendError(perr(CodeIDTaken, "Id %q is taken in room %q; ask for another or let the server choose.", id, r.name), m.ref)
-		return membership{}
+		c.sendError(perr(CodeIDTaken, "Id %q is taken in room %q; ask for another or let the server choose.", id, r.name), jm.ref)
+		return membership{}, nil
+	}
+	if r == nil {
+		capacity := s.cfg.Capacity
+		if jm.capacity != 0 {
+			capacity = jm.capacity
+		}
+		if claims != nil && claims.Cap != 0 && capacity > claims.Cap {
+			c.sendError(perr(CodeUnauthorized, "The join token allows creating rooms of up to %d members, not %d.", claims.Cap, capacity), jm.ref)
+			return membership{event: "unauthorized", room: jm.room}, nil
+		}
+		r = &room{name: jm.room, capacity: capacity, created: time.Now()}
+		s.rooms[r.name] = r
+		s.metrics.rooms.Inc()
 	}
 
-	reply := createdMsg{Ref: m.ref, ID: id, ICEServers: s.cfg.ICEServers}
-	if r == nil {
-		r = &room{name: m.room, capacity: s.cfg.Capacity}
-		if m.capacity != 0 {
-			r.capacity = m.capacity
-		}
-		s.rooms[r.name] = r
-		reply.Type = TypeCreated
-	} else {
+	m := &member{id: id, room: r, conn: c, remote: c.remote, joinedAt: time.Now(), resume: s.resumes.mint(r.name, id)}
+	reply := createdMsg{Type: TypeCreated, Ref: jm.ref, Room: r.name, ID: id, Capacity: r.capacity,
+		ICEServers: s.iceServersFor(id), Resume: m.resume}
+	if len(r.members) > 0 {
 		reply.Type = TypeJoined
-		reply.Peers = r.ids()
+		reply.Peers = r.idsExcept(nil)
 		joined := mustJSON(peerMsg{Type: TypePeerJoined, Room: r.name, ID: id})
 		for _, o := range r.members {
-			o.enqueue(joined)
+			s.deliver(o, joined)
+			s.memberLog(o, "Peer %s joined room %q.", id, r.name)
 		}
 	}
-	reply.Room, reply.Capacity = r.name, r.capacity
-	c.room, c.id = r, id
-	r.members = append(r.members, c)
+	r.members = append(r.members, m)
+	c.member = m
 	c.enqueue(mustJSON(reply))
-	s.clientLog(c, "You %s room %q as %s (%d of %d members).", map[string]string{TypeCreated: "created", TypeJoined: "joined"}[reply.Type], r.name, id, len(r.members), r.capacity)
-	return membership{event: reply.Type, room: r.name, id: id}
+	s.clientLog(c, "You %s room %q as %s (%d of %d members).", reply.Type, r.name, id, len(r.members), r.capacity)
+	return membership{event: reply.Type, room: r.name, id: id}, nil
 }
 
-func (s *Server) leave(c *conn, m *clientMsg) {
+// resumeLocked gives c the seat that jm's resume token names: the member
+// gets joined with "resumed": true and then every frame it missed, and the
+// other members see nothing. When the seat's old connection is still open,
+// it is returned to be closed, and the resume completes when it finishes.
+// s.mu is held for writing.
+func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
+	id, ok := s.resumes.check(jm.room, jm.resume)
+	if !ok {
+		s.metrics.resumes.WithLabelValues("failed").Inc()
+		c.sendError(perr(CodeResumeFailed, "The resume token is not valid for room %q; join without it to get a new seat.", jm.room), jm.ref)
+		return membership{}, nil
+	}
+	var m *member
+	if r := s.rooms[jm.room]; r != nil {
+		m = r.member(id)
+	}
+	if m == nil || !sameToken(m.resume, jm.resume) {
+		s.metrics.resumes.WithLabelValues("expired").Inc()
+		c.sendError(perr(CodeResumeFailed, "The seat in room %q has expired (the resume window is %s); join without the token to get a new seat.", jm.room, s.cfg.ResumeWindow), jm.ref)
+		return membership{}, nil
+	}
+	if m.pending != nil {
+		s.metrics.resumes.WithLabelValues("failed").Inc()
+		c.sendError(perr(CodeResumeFailed, "Another connection is resuming this seat."), jm.ref)
+		return membership{}, nil
+	}
+	if ghost := m.conn; ghost != nil {
+		m.pending = &pendingResume{conn: c, msg: *jm}
+		return membership{}, ghost
+	}
+	return s.completeResumeLocked(m, c, jm), nil
+}
+
+// completeResumeLocked attaches c to the held seat m. s.mu is held for
+// writing.
+func (s *Server) completeResumeLocked(m *member, c *conn, jm *clientMsg) membership {
+	if m.expiry != nil {
+		m.expiry.Stop()
+		m.expiry = nil
+	}
+	held, overflowed := m.takeHeld()
+	if overflowed {
+		// Frames were lost while the seat was held: the seat cannot be
+		// resumed faithfully.
+		s.metrics.resumes.WithLabelValues("expired").Inc()
+		c.sendError(perr(CodeResumeFailed, "Too many messages arrived while you were away; join without the token to get a new seat."), jm.ref)
+		return s.removeMemberLocked(m, ReasonTimeout)
+	}
+	backlog := append(m.backlog.replay(jm.received), held...)
+	m.backlog = seatBacklog{}
+	m.conn, m.remote, c.member = c, c.remote, m
+	r := m.room
+	c.enqueue(mustJSON(createdMsg{Type: TypeJoined, Ref: jm.ref, Room: r.name, ID: m.id, Capacity: r.capacity,
+		Peers: r.idsExcept(m), ICEServers: s.iceServersFor(m.id), Resume: m.resume, Resumed: true}))
+	c.enqueueAll(backlog)
+	s.metrics.resumes.WithLabelValues("ok").Inc()
+	return membership{event: "resumed", room: r.name, id: m.id}
+}
+
+// holdSeatLocked keeps m's seat after its connection dropped, with what
+// the connection left, until a resume or the end of the resume window.
+// A resume that was waiting for this connection to finish completes now.
+// s.mu is held for writing.
+func (s *Server) holdSeatLocked(m *member, backlog seatBacklog) membership {
+	m.conn.member = nil
+	m.conn = nil
+	m.backlog = backlog
+	if p := m.pending; p != nil {
+		m.pending = nil
+		if p.conn.open() {
+			ev := s.completeResumeLocked(m, p.conn, &p.msg)
+			s.log.Info("join", "conn", p.conn.n, "remote", p.conn.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
+			return ev
+		}
+	}
+	m.expiry = time.AfterFunc(s.cfg.ResumeWindow, func() { s.expireSeat(m) })
+	m.mu.Lock()
+	overflowed := m.overflow
+	m.mu.Unlock()
+	if overflowed {
+		m.expiry.Reset(0)
+	}
+	return membership{event: "held", room: m.room.name, id: m.id}
+}
+
+// expireSeat releases a held seat whose window ended or whose backlog
+// overflowed: the members see peer-left with reason timeout.
+func (s *Server) expireSeat(m *member) {
 	s.mu.Lock()
-	if c.room == nil {
+	var ev membership
+	if m.conn == nil && m.room != nil && !s.closing {
+		ev = s.removeMemberLocked(m, ReasonTimeout)
+	}
+	s.mu.Unlock()
+	if ev.event != "" {
+		s.log.Info("leave", "room", ev.room, "peer", ev.id, "reason", ev.reason)
+	}
+}
+
+func (s *Server) leave(c *conn, jm *clientMsg) {
+	s.mu.Lock()
+	m := c.member
+	if m == nil {
 		s.mu.Unlock()
-		c.sendError(perr(CodeNotJoined, "This connection is in no room; there is nothing to leave."), m.ref)
+		c.sendError(perr(CodeNotJoined, "This connection is in no room; there is nothing to leave."), jm.ref)
 		return
 	}
-	ev := s.leaveLocked(c, ReasonLeft)
+	ev := s.removeMemberLocked(m, ReasonLeft)
 	s.mu.Unlock()
 	c.logLeave(ev)
 }
 
-// leaveLocked removes c from its room and tells the other members, with
-// reason. s.mu must be held for writing and c must be in a room.
-func (s *Server) leaveLocked(c *conn, reason string) membership {
-	r := c.room
-	if i := slices.Index(r.members, c); i >= 0 {
+// removeMemberLocked removes m from its room and tells the other members,
+// with reason. s.mu must be held for writing.
+func (s *Server) removeMemberLocked(m *member, reason string) membership {
+	r := m.room
+	if i := slices.Index(r.members, m); i >= 0 {
 		r.members = slices.Delete(r.members, i, i+1)
 	}
-	left := mustJSON(peerMsg{Type: TypePeerLeft, Room: r.name, ID: c.id, Reason: reason})
+	left := mustJSON(peerMsg{Type: TypePeerLeft, Room: r.name, ID: m.id, Reason: reason})
 	for _, o := range r.members {
-		o.enqueue(left)
-		s.clientLog(o, "Peer %s left room %q (%s).", c.id, r.name, reason)
+		s.deliver(o, left)
+		s.memberLog(o, "Peer %s left room %q (%s).", m.id, r.name, reason)
 	}
 	if len(r.members) == 0 {
 		delete(s.rooms, r.name)
+		s.metrics.rooms.Dec()
 	}
-	ev := membership{event: "left", room: r.name, id: c.id, reason: reason}
-	c.room, c.id = nil, ""
-	return ev
-}
-
-// leaveIfJoined removes c from its room, if it is in one, with the
-// peer-left reason of its close reason. s.mu must be held for writing.
-func (c *conn) leaveIfJoined() membership {
-	if c.room == nil {
-		return membership{}
+	if m.conn != nil {
+		m.conn.member = nil
+		m.conn = nil
 	}
-	return c.s.leaveLocked(c, c.closeReason().peerLeft())
+	if m.expiry != nil {
+		m.expiry.Stop()
+		m.expiry = nil
+	}
+	if p := m.pending; p != nil {
+		m.pending = nil
+		p.conn.sendError(perr(CodeResumeFailed, "The seat in room %q was released (%s) before the resume completed.", r.name, reason), p.msg.ref)
+	}
+	m.backlog = seatBacklog{}
+	m.room = nil
+	return membership{event: "left", room: r.name, id: m.id, reason: reason}
 }
 
 func (c *conn) logLeave(ev membership) {
 	if ev.event != "" {
-		c.s.log.Info("leave", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "reason", ev.reason)
+		c.s.log.Info("leave", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "reason", ev.reason, "seat", ev.event)
 	}
 }
 
 // relay forwards an offer, answer, candidate or message to its target, or
 // to every other member of the sender's room.
-func (s *Server) relay(c *conn, m *clientMsg) {
+func (s *Server) relay(c *conn, jm *clientMsg, recv time.Time) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r := c.room
-	if r == nil {
-		c.sendError(perr(CodeNotJoined, "Join a room before sending %s.", m.typ), m.ref)
+	m := c.member
+	if m == nil {
+		c.sendError(perr(CodeNotJoined, "Join a room before sending %s.", jm.typ), jm.ref)
 		return
 	}
-	var target *conn
-	if m.to != "" {
-		if target = r.member(m.to); target == nil || target == c {
-			c.sendError(perr(CodeUnknownPeer, "%q is not another member of room %q.", clip(m.to), r.name), m.ref)
+	r := m.room
+	var target *member
+	if jm.to != "" {
+		if target = r.member(jm.to); target == nil || target == m {
+			c.sendError(perr(CodeUnknownPeer, "%q is not another member of room %q.", clip(jm.to), r.name), jm.ref)
 			return
 		}
 	}
 	var frame []byte
-	switch m.typ {
+	switch jm.typ {
 	case TypeOffer, TypeAnswer:
-		frame = mustJSON(sdpMsg{Type: m.typ, From: c.id, SDP: m.sdp})
+		frame = mustJSON(sdpMsg{Type: jm.typ, From: m.id, SDP: jm.sdp})
 	case TypeCandidate:
-		frame = appendRelay(m.typ, c.id, "candidate", m.candidate)
+		frame = appendRelay(jm.typ, m.id, "candidate", jm.candidate)
 	case TypeMessage:
-		frame = appendRelay(m.typ, c.id, "data", m.data)
+		frame = appendRelay(jm.typ, m.id, "data", jm.data)
 	}
 	if target != nil {
-		target.enqueue(frame)
-		return
-	}
-	for _, o := range r.members {
-		if o != c {
-			o.enqueue(frame)
+		s.deliver(target, frame)
+	} else {
+		for _, o := range r.members {
+			if o != m {
+				s.deliver(o, frame)
+			}
 		}
 	}
+	s.metrics.relayed[jm.typ].Inc()
+	s.metrics.latency.Observe(time.Since(recv).Seconds())
 }
 
 // clientLog sends c a log message when Config.ClientLog is set.
@@ -197,20 +350,33 @@ func (s *Server) clientLog(c *conn, format string, args ...any) {
 	}
 }
 
-// drop ends c for reason: it leaves its room at once (members see
-// peer-left), then gets a close frame if the socket takes one within a
-// second, and its socket is closed. It runs on its own goroutine, counted
+// memberLog sends m a log message when Config.ClientLog is set.
+func (s *Server) memberLog(m *member, format string, args ...any) {
+	if s.cfg.ClientLog {
+		s.deliver(m, mustJSON(logMsg{Type: TypeLog, Message: fmt.Sprintf(format, args...)}))
+	}
+}
+
+// drop ends c for reason: unless the reason lets the seat be resumed, it
+// leaves its room at once (members see peer-left); then it gets a close
+// frame if the socket takes one within closeGrace, and its socket is
+// closed; its readLoop's finish does the rest. It runs on its own goroutine, counted
 // in s.wg.
 func (s *Server) drop(c *conn, reason closeReason, code int, text string) {
 	defer s.wg.Done()
 	if !c.markClosed(reason) {
-		return
+		return // finished already
 	}
-	s.mu.Lock()
-	ev := c.leaveIfJoined()
-	s.mu.Unlock()
+	var ev membership
+	if !reason.resumable() {
+		s.mu.Lock()
+		if m := c.member; m != nil {
+			ev = s.removeMemberLocked(m, reason.peerLeft())
+		}
+		s.mu.Unlock()
+	}
 	s.log.Warn("dropping connection", "conn", c.n, "remote", c.remote, "reason", reason)
 	c.logLeave(ev)
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
 	_ = c.ws.NetConn().Close()
 }

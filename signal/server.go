@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 )
 
@@ -32,6 +34,9 @@ const (
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultMaxConns        = 100000
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultResumeWindow    = 15 * time.Second
+	DefaultResumeQueue     = 256
+	DefaultResumeBytes     = 256 << 10
 )
 
 // Config configures a Server. The zero value is a working configuration
@@ -68,8 +73,28 @@ type Config struct {
 	// ("app.example.org"); "*" allows any. Empty means the server's own
 	// host only. Requests without an Origin header are always allowed.
 	AllowedOrigins []string
-	// ICEServers is sent to every member in created and joined.
+	// ICEServers is sent to every member in created and joined (STUN
+	// servers, TURN servers with static credentials).
 	ICEServers []ICEServer
+	// TURN, when it has URLs, adds a TURN server to every member's
+	// iceServers, with fresh ephemeral credentials when TURN.Secret is set.
+	TURN TURNConfig
+	// AuthSecret, when set, makes join require a token: an HS256 JWT
+	// signed with this secret (see TokenClaims and MintToken).
+	AuthSecret []byte
+	// ResumeWindow is how long the seat of a connection that dropped
+	// without leave is held for a resume (default 15 s; negative: seats
+	// are released at once). ResumeQueue and ResumeQueueBytes bound the
+	// frames kept for an absent member (defaults 256 and 256 KiB); past
+	// them the seat is released.
+	ResumeWindow     time.Duration
+	ResumeQueue      int
+	ResumeQueueBytes int
+	// AdminToken, when set, enables the admin API under /api, for requests
+	// that carry it as a bearer token.
+	AdminToken string
+	// DisableMetrics turns off /metrics.
+	DisableMetrics bool
 	// ClientLog makes the server send log messages to clients about what
 	// it does for them (the origin's log event).
 	ClientLog bool
@@ -107,6 +132,14 @@ func (c Config) withDefaults() Config {
 	defDur(&c.PongTimeout, DefaultPongTimeout)
 	defDur(&c.WriteTimeout, DefaultWriteTimeout)
 	defDur(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.ResumeWindow == 0 {
+		c.ResumeWindow = DefaultResumeWindow
+	}
+	def(&c.ResumeQueue, DefaultResumeQueue)
+	def(&c.ResumeQueueBytes, DefaultResumeBytes)
+	if c.TURN.TTL <= 0 {
+		c.TURN.TTL = DefaultTURNTTL
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -123,6 +156,11 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	handler  http.Handler
+
+	metrics   *metrics
+	resumes   *resumeTokens
+	jwtParser *jwt.Parser
+	rateAbuse int // refused messages in a row after which a connection is closed
 
 	nconns atomic.Int64 // open connections, for MaxConns and /healthz
 	nextID atomic.Uint64
@@ -147,7 +185,12 @@ func NewServer(cfg Config) *Server {
 		rooms:  make(map[string]*room),
 		conns:  make(map[*conn]struct{}),
 		closed: make(chan struct{}),
+
+		resumes:   newResumeTokens(),
+		jwtParser: newJWTParser(),
+		rateAbuse: max(1000, 5*cfg.Burst),
 	}
+	s.metrics = newMetrics(s)
 	s.upgrader = websocket.Upgrader{
 		// A small read buffer and pooled write buffers keep an idle
 		// connection small; the pool's buffers fit a typical frame.
@@ -158,8 +201,13 @@ func NewServer(cfg Config) *Server {
 		CheckOrigin:      s.checkOrigin,
 	}
 	r := mux.NewRouter()
+	r.UseEncodedPath() // room names in /api paths may hold escaped slashes
 	r.HandleFunc("/ws", s.serveWS).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", s.serveHealth).Methods(http.MethodGet, http.MethodHead)
+	if !cfg.DisableMetrics {
+		r.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	}
+	s.adminRoutes(r.PathPrefix("/api").Subrouter())
 	if cfg.Files != nil {
 		r.PathPrefix("/").Handler(http.FileServerFS(cfg.Files)).Methods(http.MethodGet, http.MethodHead)
 	}
@@ -168,7 +216,7 @@ func NewServer(cfg Config) *Server {
 }
 
 // Handler returns the server's HTTP handler: the WebSocket endpoint at
-// /ws, /healthz, and Config.Files at /.
+// /ws, /healthz, /metrics, the admin API under /api, and Config.Files at /.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) checkOrigin(r *http.Request) bool {
@@ -267,10 +315,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.closing = true
-	for c := range s.conns {
-		if c.room != nil {
-			s.leaveLocked(c, ReasonShutdown)
+	for _, r := range s.rooms {
+		for _, m := range slices.Clone(r.members) {
+			s.removeMemberLocked(m, ReasonShutdown)
 		}
+	}
+	for c := range s.conns {
 		c.closeAfterQueue(websocket.CloseGoingAway, "going away", reasonShutdown)
 	}
 	s.mu.Unlock()

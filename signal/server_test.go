@@ -416,19 +416,25 @@ func TestLeaveRejoinAndRoomDeletion(t *testing.T) {
 }
 
 func TestDisconnectPeerLeft(t *testing.T) {
-	s := start(t, signal.Config{})
 	for _, tt := range []struct {
-		name  string
-		close func(*tc)
+		name   string
+		cfg    signal.Config
+		close  func(*tc)
+		reason string
 	}{
-		{"close frame", func(c *tc) { _ = c.Close() }},
-		{"network drop", func(c *tc) { c.Abort() }},
+		// A close frame is a deliberate goodbye: the seat goes at once.
+		{"close frame", signal.Config{}, func(c *tc) { _ = c.Close() }, signal.ReasonDisconnected},
+		// A drop without a close frame, with resume off.
+		{"network drop, no resume", signal.Config{ResumeWindow: -1}, func(c *tc) { c.Abort() }, signal.ReasonDisconnected},
+		// With resume, a drop holds the seat; when the window ends, peer-left timeout.
+		{"network drop, window ends", signal.Config{ResumeWindow: 50 * time.Millisecond}, func(c *tc) { c.Abort() }, signal.ReasonTimeout},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b, aid, _ := pair(t, s, tt.name)
+			s := start(t, tt.cfg)
+			a, b, aid, _ := pair(t, s, "dc")
 			tt.close(a)
-			if m := b.expect(signal.TypePeerLeft); m.ID != aid || m.Reason != signal.ReasonDisconnected {
-				t.Fatalf("peer-left: %+v", m)
+			if m := b.expect(signal.TypePeerLeft); m.ID != aid || m.Reason != tt.reason {
+				t.Fatalf("peer-left: %+v, want reason %s", m, tt.reason)
 			}
 		})
 	}
@@ -538,7 +544,7 @@ func TestRateLimitOff(t *testing.T) {
 }
 
 func TestKeepaliveTimeout(t *testing.T) {
-	s := start(t, signal.Config{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
+	s := start(t, signal.Config{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond, ResumeWindow: -1})
 	a := dial(t, s) // answers pings: its client reads all the time
 	a.join("ka")
 	mute := rawDial(t, s, nil) // never reads, so never answers a ping

@@ -61,9 +61,16 @@ type Message struct {
 	ID       string `json:"id,omitempty"`
 	Capacity int    `json:"capacity,omitempty"`
 
-	// created, joined
+	// join: a join token (servers with an auth secret), and a resume
+	// token to take back a seat after a dropped connection
+	Token    string  `json:"token,omitempty"`
+	Resume   string  `json:"resume,omitempty"`
+	Received *uint64 `json:"received,omitempty"`
+
+	// created, joined (Resume above carries the seat's resume token)
 	Peers      []string    `json:"peers,omitempty"`
 	ICEServers []ICEServer `json:"iceServers,omitempty"`
+	Resumed    bool        `json:"resumed,omitempty"`
 
 	// relayed messages
 	To   string `json:"to,omitempty"`
@@ -120,6 +127,8 @@ type createdMsg struct {
 	Capacity   int         `json:"capacity"`
 	Peers      []string    `json:"peers,omitempty"` // joined only; never nil there
 	ICEServers []ICEServer `json:"iceServers"`
+	Resume     string      `json:"resume,omitempty"`
+	Resumed    bool        `json:"resumed,omitempty"`
 }
 
 type peerMsg struct {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	ossignal "os/signal"
 	"strings"
@@ -31,15 +32,17 @@ const envPrefix = "RENDEZVOUS"
 const usageHeader = `rendezvous: a WebRTC signaling server (rooms + signal relay, protocol v1).
 
 Usage:
-  rendezvous [flags]
+  rendezvous [flags]              run the server
+  rendezvous token [token flags]  mint a join token (see rendezvous token -h)
 
-Serves the WebSocket endpoint at /ws, the browser client at /, and /healthz.
+Serves the WebSocket endpoint at /ws, the browser client at /, /healthz,
+/metrics, and the admin API under /api (with -admin-token).
 `
 
 func main() {
 	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr, os.Getenv))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
 type options struct {
@@ -61,6 +64,32 @@ type options struct {
 	clientLog       bool
 	logFormat       string
 	logLevel        string
+	stun            stringList
+	turn            stringList
+	turnSecret      string
+	turnTTL         time.Duration
+	turnUser        string
+	turnPass        string
+	authSecret      string
+	resumeWindow    time.Duration
+	adminToken      string
+	metrics         bool
+	pprof           string
+}
+
+// stringList is a repeatable flag; each value may also hold several
+// comma-separated items (as an environment variable does).
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*l = append(*l, item)
+		}
+	}
+	return nil
 }
 
 func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
@@ -85,12 +114,27 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.clientLog, "client-log", false, "send clients log messages about what the server does for them")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Var(&o.stun, "stun", "STUN server `URL` for iceServers, e.g. stun:stun.example.org:3478 (repeatable)")
+	fs.Var(&o.turn, "turn", "TURN server `URL` for iceServers, e.g. turn:turn.example.org:3478?transport=udp (repeatable)")
+	fs.StringVar(&o.turnSecret, "turn-secret", "", "shared secret of the TURN server (coturn static-auth-secret): each joiner gets ephemeral credentials")
+	fs.DurationVar(&o.turnTTL, "turn-ttl", signal.DefaultTURNTTL, "lifetime of ephemeral TURN credentials")
+	fs.StringVar(&o.turnUser, "turn-user", "", "static TURN username (without -turn-secret)")
+	fs.StringVar(&o.turnPass, "turn-pass", "", "static TURN password (without -turn-secret)")
+	fs.StringVar(&o.authSecret, "auth-secret", "", "HS256 secret: join then needs a token (mint with: rendezvous token)")
+	fs.DurationVar(&o.resumeWindow, "resume-window", signal.DefaultResumeWindow, "how long a dropped connection's seat is held for a resume; 0 turns resume off")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token that enables the admin API under /api")
+	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at /metrics")
+	fs.StringVar(&o.pprof, "pprof", "", "serve /debug/pprof on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
 }
 
-// run runs the server until ctx ends, and returns the exit code.
-func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+// run runs the server until ctx ends (or the token subcommand), and
+// returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], stdout, stderr, getenv)
+	}
 	fs, o := newFlagSet(stderr)
 	if err := parse(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -141,6 +185,43 @@ func (o *options) config(log *slog.Logger) (signal.Config, error) {
 		ClientLog:       o.clientLog,
 		Files:           web.FS(),
 		Logger:          log,
+		AuthSecret:      []byte(o.authSecret),
+		AdminToken:      o.adminToken,
+		DisableMetrics:  !o.metrics,
+		ResumeWindow:    o.resumeWindow,
+		TURN: signal.TURNConfig{URLs: o.turn, Secret: o.turnSecret, TTL: o.turnTTL,
+			Username: o.turnUser, Credential: o.turnPass},
+	}
+	if o.resumeWindow == 0 {
+		cfg.ResumeWindow = -1 // off
+	}
+	if len(o.stun) > 0 {
+		cfg.ICEServers = []signal.ICEServer{{URLs: o.stun}}
+	}
+	for _, u := range o.stun {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") {
+			return cfg, fmt.Errorf("-stun %q: want a stun: or stuns: URL", u)
+		}
+	}
+	for _, u := range o.turn {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			return cfg, fmt.Errorf("-turn %q: want a turn: or turns: URL", u)
+		}
+	}
+	if (o.turnSecret != "" || o.turnUser != "") && len(o.turn) == 0 {
+		return cfg, errors.New("-turn-secret and -turn-user need at least one -turn URL")
+	}
+	if o.turnSecret != "" && o.turnUser != "" {
+		return cfg, errors.New("use -turn-secret (ephemeral credentials) or -turn-user/-turn-pass (static), not both")
+	}
+	if o.turnTTL <= 0 || o.resumeWindow < 0 {
+		return cfg, errors.New("-turn-ttl must be positive and -resume-window not negative")
+	}
+	if o.pprof != "" {
+		host, _, err := net.SplitHostPort(o.pprof)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return cfg, fmt.Errorf("-pprof %q: want a loopback address such as 127.0.0.1:6060", o.pprof)
+		}
 	}
 	switch {
 	case o.rate == 0:
@@ -210,6 +291,14 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 		scheme = "https"
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "url", fmt.Sprintf("%s://%s/", scheme, ln.Addr()))
+	if o.pprof != "" {
+		stop, err := servePprof(o.pprof, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer stop()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
@@ -233,4 +322,23 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// servePprof serves net/http/pprof's handlers on addr, on a mux of their
+// own, and returns a function that stops it.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Info("pprof listening", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = hs.Close() }, nil
 }

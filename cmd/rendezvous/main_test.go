@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/rendezvous-rtc/rendezvous/signal"
@@ -42,10 +43,18 @@ func TestFlagsAndEnv(t *testing.T) {
 		{"log format", []string{"-log-format", "xml"}, nil, 2, "-log-format"},
 		{"log level", []string{"-log-level", "loud"}, nil, 2, "-log-level"},
 		{"address in use or bad", []string{"-addr", "127.0.0.1:99999"}, nil, 1, "99999"},
+		{"stun url", []string{"-stun", "turn:x"}, nil, 2, "-stun"},
+		{"turn url", []string{"-turn", "stun:x"}, nil, 2, "-turn"},
+		{"turn secret without url", []string{"-turn-secret", "s"}, nil, 2, "-turn"},
+		{"secret and static", []string{"-turn", "turn:x", "-turn-secret", "s", "-turn-user", "u"}, nil, 2, "not both"},
+		{"pprof not loopback", []string{"-pprof", "0.0.0.0:6060"}, nil, 2, "loopback"},
+		{"token without room", []string{"token", "-auth-secret", "s"}, nil, 2, "-room"},
+		{"token without secret", []string{"token", "-room", "demo"}, nil, 2, "-auth-secret"},
+		{"token help", []string{"token", "-h"}, nil, 0, "RENDEZVOUS_AUTH_SECRET"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := run(context.Background(), tt.args, &stderr, env(tt.env))
+			code := run(context.Background(), tt.args, io.Discard, &stderr, env(tt.env))
 			if code != tt.code || !strings.Contains(stderr.String(), tt.wantErr) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d mentioning %q", code, stderr.String(), tt.code, tt.wantErr)
 			}
@@ -163,5 +172,24 @@ func TestBinarySIGTERM(t *testing.T) {
 	}
 	if cmd.ProcessState.ExitCode() != 0 {
 		t.Fatalf("exit code %d", cmd.ProcessState.ExitCode())
+	}
+}
+
+func TestTokenSubcommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	getenv := func(k string) string { return map[string]string{"RENDEZVOUS_AUTH_SECRET": "s3cret"}[k] }
+	if code := run(context.Background(), []string{"token", "-room", "demo", "-ttl", "1h", "-sub", "bot", "-cap", "4"}, &stdout, &stderr, getenv); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var claims signal.TokenClaims
+	_, err := jwt.ParseWithClaims(strings.TrimSpace(stdout.String()), &claims, func(*jwt.Token) (any, error) { return []byte("s3cret"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Room != "demo" || claims.Subject != "bot" || claims.Cap != 4 {
+		t.Fatalf("claims %+v", claims)
+	}
+	if left := time.Until(claims.ExpiresAt.Time); left < 59*time.Minute || left > time.Hour {
+		t.Fatalf("expires in %s, want 1h", left)
 	}
 }

@@ -1,0 +1,182 @@
+package signal
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/gorilla/websocket"
+)
+
+// The admin API (enabled by Config.AdminToken; README documents it):
+//
+//	GET    /api/rooms                  rooms with member counts and capacity
+//	GET    /api/rooms/{room}           a room's members: ids, join times, remote addresses
+//	DELETE /api/rooms/{room}           close the room: members get error room-closed and are removed
+//	DELETE /api/rooms/{room}/peers/{id} kick one member: it gets error kicked and is disconnected
+func (s *Server) adminRoutes(r *mux.Router) {
+	r.Use(s.adminAuth)
+	r.HandleFunc("/rooms", s.apiRooms).Methods(http.MethodGet)
+	r.HandleFunc("/rooms/{room}", s.apiRoom).Methods(http.MethodGet)
+	r.HandleFunc("/rooms/{room}", s.apiCloseRoom).Methods(http.MethodDelete)
+	r.HandleFunc("/rooms/{room}/peers/{id}", s.apiKick).Methods(http.MethodDelete)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		apiError(w, http.StatusNotFound, "no such API route")
+	})
+}
+
+// adminAuth answers 404 when the admin API is off, and 401 without the
+// right bearer token.
+func (s *Server) adminAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			http.NotFound(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rendezvous admin"`)
+			apiError(w, http.StatusUnauthorized, "a valid admin token is required (Authorization: Bearer <token>)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RoomInfo describes a room in the admin API.
+type RoomInfo struct {
+	Room     string       `json:"room"`
+	Members  int          `json:"members"`
+	Capacity int          `json:"capacity"`
+	Created  time.Time    `json:"created"`
+	Peers    []MemberInfo `json:"peers,omitempty"`
+}
+
+// MemberInfo describes a member of a room in the admin API.
+type MemberInfo struct {
+	ID        string    `json:"id"`
+	Joined    time.Time `json:"joined"`
+	Remote    string    `json:"remote"`
+	Connected bool      `json:"connected"` // false while the seat is held for a resume
+}
+
+func (s *Server) apiRooms(w http.ResponseWriter, _ *http.Request) {
+	s.mu.RLock()
+	rooms := make([]RoomInfo, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, RoomInfo{Room: r.name, Members: len(r.members), Capacity: r.capacity, Created: r.created})
+	}
+	s.mu.RUnlock()
+	sort.Slice(rooms, func(i, j int) bool { return rooms[i].Room < rooms[j].Room })
+	apiJSON(w, http.StatusOK, map[string]any{"rooms": rooms})
+}
+
+func (s *Server) apiRoom(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathVar(w, r, "room")
+	if !ok {
+		return
+	}
+	s.mu.RLock()
+	rm := s.rooms[name]
+	var info RoomInfo
+	if rm != nil {
+		info = RoomInfo{Room: rm.name, Members: len(rm.members), Capacity: rm.capacity, Created: rm.created, Peers: []MemberInfo{}}
+		for _, m := range rm.members {
+			info.Peers = append(info.Peers, MemberInfo{ID: m.id, Joined: m.joinedAt, Remote: m.remote, Connected: m.conn != nil})
+		}
+	}
+	s.mu.RUnlock()
+	if rm == nil {
+		apiError(w, http.StatusNotFound, "no such room")
+		return
+	}
+	apiJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathVar(w, r, "room")
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	rm := s.rooms[name]
+	n := 0
+	if rm != nil {
+		members := slices.Clone(rm.members)
+		n = len(members)
+		for _, m := range members {
+			c := m.conn
+			s.removeMemberLocked(m, ReasonRoomClosed)
+			if c != nil {
+				c.sendError(perr(CodeRoomClosed, "An operator closed room %q; you are in no room now.", name), "")
+			}
+		}
+	}
+	s.mu.Unlock()
+	if rm == nil {
+		apiError(w, http.StatusNotFound, "no such room")
+		return
+	}
+	s.log.Info("room closed by admin", "room", name, "members", n)
+	apiJSON(w, http.StatusOK, map[string]any{"room": name, "closed": true, "members": n})
+}
+
+func (s *Server) apiKick(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathVar(w, r, "room")
+	if !ok {
+		return
+	}
+	id, ok := pathVar(w, r, "id")
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	var m *member
+	if rm := s.rooms[name]; rm != nil {
+		m = rm.member(id)
+	}
+	var c *conn
+	if m != nil {
+		c = m.conn
+		s.removeMemberLocked(m, ReasonKicked)
+		if c != nil {
+			c.sendError(perr(CodeKicked, "An operator removed you from room %q.", name), "")
+		}
+	}
+	s.mu.Unlock()
+	if m == nil {
+		apiError(w, http.StatusNotFound, "no such member in that room")
+		return
+	}
+	if c != nil {
+		c.closeAfterQueue(websocket.ClosePolicyViolation, "kicked", reasonKicked)
+	}
+	s.log.Info("member kicked by admin", "room", name, "peer", id)
+	apiJSON(w, http.StatusOK, map[string]any{"room": name, "id": id, "kicked": true})
+}
+
+func pathVar(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	v, err := url.PathUnescape(mux.Vars(r)[name])
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "bad escape in "+name)
+		return "", false
+	}
+	return v, true
+}
+
+func apiJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, msg string) {
+	apiJSON(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,72 @@
+package signal
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics, in a registry of its own.
+// The counters of the relay path are resolved once, so counting is an
+// atomic add.
+type metrics struct {
+	reg *prometheus.Registry
+
+	rooms   prometheus.Gauge
+	joins   *prometheus.CounterVec // by result
+	relayed map[string]prometheus.Counter
+	errors  *prometheus.CounterVec // by code
+	closed  *prometheus.CounterVec // by reason
+	resumes *prometheus.CounterVec // by result
+	latency prometheus.Histogram   // receive → enqueued on every target
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rendezvous_rooms_open", Help: "Rooms that exist now.",
+		}),
+		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rendezvous_joins_total", Help: "Join requests by result (created, joined, resumed, full, unauthorized).",
+		}, []string{"result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rendezvous_errors_total", Help: "Protocol errors sent to clients, by code.",
+		}, []string{"code"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rendezvous_connections_closed_total", Help: "Connections closed, by reason.",
+		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rendezvous_resumes_total", Help: "Resume attempts by result (ok, failed, expired).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rendezvous_relay_latency_seconds",
+			Help:    "Time from receiving a relayed message to having queued it for every target.",
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 0.1},
+		}),
+	}
+	relayed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rendezvous_messages_relayed_total", Help: "Messages relayed, by type (counted once per message, not per target).",
+	}, []string{"type"})
+	m.relayed = make(map[string]prometheus.Counter)
+	for _, t := range []string{TypeOffer, TypeAnswer, TypeCandidate, TypeMessage} {
+		m.relayed[t] = relayed.WithLabelValues(t)
+	}
+	// Pre-create the label values so that they show as 0 before they occur.
+	for _, r := range []string{"created", "joined", "resumed", "full", "unauthorized"} {
+		m.joins.WithLabelValues(r)
+	}
+	for _, r := range []closeReason{reasonLeft, reasonDisconnected, reasonTimeout, reasonSlow, reasonTooLarge, reasonRate, reasonShutdown, reasonKicked} {
+		m.closed.WithLabelValues(string(r))
+	}
+	for _, r := range []string{"ok", "failed", "expired"} {
+		m.resumes.WithLabelValues(r)
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rendezvous_connections_open", Help: "WebSocket connections open now.",
+		}, func() float64 { return float64(s.nconns.Load()) }),
+		m.rooms, m.joins, relayed, m.errors, m.closed, m.resumes, m.latency,
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+	return m
+}
