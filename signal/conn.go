@@ -73,6 +73,7 @@ var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
+	fc     *frameConn // ws's net.Conn
 	n      uint64 // connection number, for logs
 	remote string
 
@@ -102,8 +103,8 @@ type conn struct {
 	pinger     *time.Timer    // guarded by mu: sends the next ping
 }
 
-func newConn(s *Server, ws *websocket.Conn, remote string) *conn {
-	c := &conn{s: s, ws: ws, remote: remote, n: s.nextID.Add(1)}
+func newConn(s *Server, ws *websocket.Conn, fc *frameConn, remote string) *conn {
+	c := &conn{s: s, ws: ws, fc: fc, remote: remote, n: s.nextID.Add(1)}
 	if s.cfg.Rate != rate.Inf {
 		c.limiter = rate.NewLimiter(s.cfg.Rate, s.cfg.Burst)
 	}
@@ -115,13 +116,19 @@ func (c *conn) readLoop() {
 	s.log.Info("connection open", "conn", c.n, "remote", c.remote)
 	c.ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c.extendDeadline(time.Now())
-	c.ws.SetPongHandler(func(data string) error {
+	// Pings and pongs between messages are handled by awaitDataFrame;
+	// gorilla sees only those inside a fragmented message.
+	onPong := func(data []byte) {
 		c.extendDeadline(time.Now())
-		if n, err := strconv.ParseUint(data, 10, 64); err == nil {
+		if n, err := strconv.ParseUint(string(data), 10, 64); err == nil {
 			c.acked(n)
 		}
-		return nil
-	})
+	}
+	onPing := func(data []byte) {
+		c.extendDeadline(time.Now())
+		_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(s.cfg.WriteTimeout))
+	}
+	c.ws.SetPongHandler(func(data string) error { onPong([]byte(data)); return nil })
 	c.mu.Lock()
 	if !c.closed {
 		c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
@@ -130,6 +137,10 @@ func (c *conn) readLoop() {
 
 	var reason closeReason
 	for {
+		if err := c.fc.awaitDataFrame(onPing, onPong); err != nil {
+			reason = readErrReason(err)
+			break
+		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			reason = readErrReason(err)
@@ -401,14 +412,24 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 
-		n := 0
+		// The frames go out in one system call; they count as written once
+		// it succeeded.
 		var err error
-		for _, frame := range batch {
+		if len(batch) > 0 {
+			c.fc.beginBatch()
 			_ = c.ws.SetWriteDeadline(time.Now().Add(wt))
-			if err = c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				break
+			for _, frame := range batch {
+				if err = c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+					break
+				}
 			}
-			n++
+			if ferr := c.fc.flush(); err == nil {
+				err = ferr
+			}
+		}
+		n := len(batch)
+		if err != nil {
+			n = 0
 		}
 		var pingData []byte // the ping carries the number of frames written before it
 		if n > 0 || ping {

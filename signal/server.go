@@ -192,9 +192,9 @@ func NewServer(cfg Config) *Server {
 	}
 	s.metrics = newMetrics(s)
 	s.upgrader = websocket.Upgrader{
-		// A small read buffer and pooled write buffers keep an idle
-		// connection small; the pool's buffers fit a typical frame.
-		ReadBufferSize:   512,
+		// gorilla's own read buffer only ever holds part of one frame (see
+		// frameConn), and its pooled write buffers fit a typical frame.
+		ReadBufferSize:   128,
 		WriteBufferSize:  4096,
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
@@ -253,14 +253,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		// Upgrade has answered with an HTTP error already.
 		s.nconns.Add(-1)
 		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := newConn(s, ws, r.RemoteAddr)
+	c := newConn(s, ws, hj.fc, r.RemoteAddr)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

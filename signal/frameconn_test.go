@@ -1,0 +1,366 @@
+package signal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// chunkConn is a net.Conn that serves data in chunks of the given sizes
+// (cycling), then io.EOF.
+type chunkConn struct {
+	net.Conn
+	data   []byte
+	chunks []int
+	i      int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1
+	if len(c.chunks) > 0 {
+		n = max(1, c.chunks[c.i%len(c.chunks)])
+		c.i++
+	}
+	n = min(n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// clientFrame builds a masked client frame.
+func clientFrame(op byte, payload []byte) []byte {
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	mask := []byte{1, 2, 3, 4}
+	b = append(b, mask...)
+	for i, c := range payload {
+		b = append(b, c^mask[i&3])
+	}
+	return b
+}
+
+// frameBoundaries returns the offsets where frames end in stream.
+func frameBoundaries(t testing.TB, stream []byte) map[int]bool {
+	ends := map[int]bool{}
+	for off := 0; off < len(stream); {
+		total, _ := frameLen(stream[off:])
+		if total == 0 {
+			break
+		}
+		off += int(total)
+		ends[off] = true
+	}
+	return ends
+}
+
+// readAllCapped reads fc to EOF with reads of size sizes (cycling) and
+// checks that no read crosses a frame end.
+func readAllCapped(t testing.TB, fc *frameConn, stream []byte, sizes []int) []byte {
+	ends := frameBoundaries(t, stream)
+	var out []byte
+	for i := 0; ; i++ {
+		size := 1
+		if len(sizes) > 0 {
+			size = max(1, sizes[i%len(sizes)])
+		}
+		p := make([]byte, size)
+		n, err := fc.Read(p)
+		for k := len(out) + 1; k < len(out)+n; k++ {
+			if ends[k] {
+				t.Fatalf("a read of %d bytes at %d crosses the frame end at %d", n, len(out), k)
+			}
+		}
+		out = append(out, p[:n]...)
+		if err != nil {
+			return out
+		}
+	}
+}
+
+func TestFrameConnStopsAtFrameEnds(t *testing.T) {
+	var stream []byte
+	for _, f := range [][]byte{
+		clientFrame(1, []byte(`{"type":"leave"}`)),
+		clientFrame(opPong, []byte("42")),
+		clientFrame(1, bytes.Repeat([]byte("x"), 300)),
+		clientFrame(1, bytes.Repeat([]byte("y"), 70000)),
+		clientFrame(opPing, nil),
+		clientFrame(1, nil),
+	} {
+		stream = append(stream, f...)
+	}
+	for _, tt := range []struct {
+		name          string
+		chunks, reads []int
+	}{
+		{"one byte at a time", []int{1}, []int{1}},
+		{"socket chunks of 7, reads of 128", []int{7}, []int{128}},
+		{"all at once, reads of 512", []int{1 << 20}, []int{512}},
+		{"mixed", []int{3, 5000, 1, 60}, []int{2, 700, 128, 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := newFrameConn(&chunkConn{data: stream, chunks: tt.chunks})
+			if got := readAllCapped(t, fc, stream, tt.reads); !bytes.Equal(got, stream) {
+				t.Fatalf("read %d bytes, want the %d-byte stream unchanged", len(got), len(stream))
+			}
+		})
+	}
+}
+
+func TestAwaitDataFrameHandlesControlFrames(t *testing.T) {
+	data := clientFrame(1, []byte("hello"))
+	stream := append(append(append(clientFrame(opPing, []byte("p1")), clientFrame(opPong, []byte("17"))...), data...), clientFrame(opPong, nil)...)
+	fc := newFrameConn(&chunkConn{data: stream, chunks: []int{3}})
+	var pings, pongs []string
+	onPing := func(b []byte) { pings = append(pings, string(b)) }
+	onPong := func(b []byte) { pongs = append(pongs, string(b)) }
+	if err := fc.awaitDataFrame(onPing, onPong); err != nil {
+		t.Fatal(err)
+	}
+	if len(pings) != 1 || pings[0] != "p1" || len(pongs) != 1 || pongs[0] != "17" {
+		t.Fatalf("pings %q pongs %q", pings, pongs)
+	}
+	// What remains for gorilla starts with the data frame, and stops at its end.
+	got := make([]byte, 0, len(data))
+	for len(got) < len(data) {
+		p := make([]byte, 64)
+		n, err := fc.Read(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p[:n]...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("gorilla would read %x, want %x", got, data)
+	}
+	// The trailing pong is handled by the next wait, which then reports EOF.
+	if err := fc.awaitDataFrame(onPing, onPong); !errors.Is(err, io.EOF) || len(pongs) != 2 {
+		t.Fatalf("err %v, pongs %q", err, pongs)
+	}
+}
+
+// TestAwaitDataFrameLeavesBadFramesToGorilla: control frames that break the
+// rules are not consumed here.
+func TestAwaitDataFrameLeavesBadFramesToGorilla(t *testing.T) {
+	unmasked := []byte{0x80 | opPing, 0}
+	fragmented := clientFrame(opPing, nil)
+	fragmented[0] &^= 0x80
+	tooLong := clientFrame(opPong, bytes.Repeat([]byte("z"), 126))
+	for name, frame := range map[string][]byte{"unmasked": unmasked, "not final": fragmented, "too long": tooLong} {
+		fc := newFrameConn(&chunkConn{data: frame, chunks: []int{100}})
+		called := false
+		if err := fc.awaitDataFrame(func([]byte) { called = true }, func([]byte) { called = true }); err != nil || called {
+			t.Errorf("%s: err %v, handled %v; want it left for gorilla", name, err, called)
+		}
+	}
+}
+
+// writesConn records each Write it gets.
+type writesConn struct {
+	net.Conn
+	writes []string
+}
+
+func (c *writesConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, string(p))
+	return len(p), nil
+}
+
+func TestWriteBatching(t *testing.T) {
+	wc := &writesConn{}
+	fc := newFrameConn(wc)
+	fc.beginBatch()
+	for _, s := range []string{"one", "two", "three"} {
+		if _, err := fc.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(wc.writes) != 0 {
+		t.Fatalf("%q written before flush", wc.writes)
+	}
+	if err := fc.flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Outside a batch, writes go straight through.
+	if _, err := fc.Write([]byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"onetwothree", "now"}; len(wc.writes) != 2 || wc.writes[0] != want[0] || wc.writes[1] != want[1] {
+		t.Fatalf("writes %q, want %q", wc.writes, want)
+	}
+	// A big batch is flushed early.
+	fc.beginBatch()
+	big := bytes.Repeat([]byte("b"), flushAtBytes)
+	if _, err := fc.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if len(wc.writes) != 3 {
+		t.Fatalf("a %d-byte batch was not flushed early", len(big))
+	}
+	_ = fc.flush()
+}
+
+func TestAcked(t *testing.T) {
+	c := &conn{}
+	c.recent = [][]byte{[]byte("4"), []byte("5"), []byte("6")}
+	c.recentBase = 4
+	c.acked(2) // older than what is kept
+	if len(c.recent) != 3 {
+		t.Fatalf("recent %d", len(c.recent))
+	}
+	c.acked(5)
+	if len(c.recent) != 1 || string(c.recent[0]) != "6" || c.recentBase != 6 {
+		t.Fatalf("after ack 5: %q base %d", c.recent, c.recentBase)
+	}
+	c.acked(99)
+	if c.recent != nil {
+		t.Fatalf("after ack 99: %q", c.recent)
+	}
+}
+
+func TestReplay(t *testing.T) {
+	b := seatBacklog{recent: [][]byte{[]byte("10"), []byte("11"), []byte("12")}, recentBase: 10, unsent: [][]byte{[]byte("u")}}
+	for _, tt := range []struct {
+		received *uint64
+		want     string
+	}{
+		{nil, "u"},
+		{ptr(uint64(9)), "10 11 12 u"},
+		{ptr(uint64(10)), "11 12 u"},
+		{ptr(uint64(12)), "u"},
+		{ptr(uint64(50)), "u"},
+	} {
+		var got []string
+		for _, f := range b.replay(tt.received) {
+			got = append(got, string(f))
+		}
+		if s := join(got); s != tt.want {
+			t.Errorf("replay(%v) = %q, want %q", tt.received, s, tt.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func join(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+// FuzzFrameConn feeds arbitrary streams through frameConn in arbitrary
+// chunks: what gorilla reads is the stream unchanged, and no read crosses
+// a frame end.
+func FuzzFrameConn(f *testing.F) {
+	f.Add(clientFrame(1, []byte(`{"type":"join","room":"x"}`)), uint8(3), uint8(100))
+	f.Add(append(clientFrame(opPong, []byte("7")), clientFrame(1, bytes.Repeat([]byte("a"), 200))...), uint8(1), uint8(1))
+	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 9}, uint8(5), uint8(5))
+	f.Fuzz(func(t *testing.T, stream []byte, chunk, read uint8) {
+		fc := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}})
+		got := readAllCapped(t, fc, stream, []int{int(read)})
+		if !bytes.HasPrefix(stream, got) {
+			t.Fatalf("read bytes that are not the stream's")
+		}
+		// Everything up to the last complete header is delivered.
+		if len(got) < len(stream) {
+			if total, _ := frameLen(stream[len(got):]); total != 0 && total <= int64(len(stream)-len(got)) {
+				t.Fatalf("stopped at %d of %d with a whole frame left", len(got), len(stream))
+			}
+		}
+		fc2 := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}})
+		_ = fc2.awaitDataFrame(func([]byte) {}, func([]byte) {})
+	})
+}
+
+// TestPipelinedFramesThroughServer writes a join, a ping, a pong and a
+// relayed message in one TCP write: the server handles each, in order.
+func TestPipelinedFramesThroughServer(t *testing.T) {
+	s := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	defer s.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	peer, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if err := peer.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"pipe"}`)); err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	pongs := make(chan string, 1)
+	ws.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	var stream []byte
+	stream = append(stream, clientFrame(1, []byte(`{"type":"join","room":"pipe"}`))...)
+	stream = append(stream, clientFrame(opPing, []byte("hi"))...)
+	stream = append(stream, clientFrame(opPong, []byte("1"))...)
+	stream = append(stream, clientFrame(1, []byte(`{"type":"message","data":"piped"}`))...)
+	if _, err := ws.NetConn().Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m Message
+	if err := ws.ReadJSON(&m); err != nil || m.Type != TypeJoined {
+		t.Fatalf("got %+v %v, want joined", m, err)
+	}
+	// The pong was written before anything the server says after the
+	// message that followed the ping.
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"sync","ref":"s"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.ReadJSON(&m); err != nil || m.Ref != "s" {
+		t.Fatalf("got %+v %v, want the sync error", m, err)
+	}
+	select {
+	case p := <-pongs:
+		if p != "hi" {
+			t.Fatalf("pong %q, want hi", p)
+		}
+	default:
+		t.Fatal("no pong for the pipelined ping")
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		var got Message
+		if err := peer.ReadJSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Type == TypeMessage {
+			if string(got.Data) != `"piped"` {
+				t.Fatalf("data %s", got.Data)
+			}
+			break
+		}
+	}
+}

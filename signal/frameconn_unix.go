@@ -1,0 +1,59 @@
+//go:build unix
+
+package signal
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// waiter blocks until a TCP socket is readable, using the runtime's poller
+// directly, so that the waiting goroutine holds no read buffer and parks
+// with a shallow stack. It is owned by readLoop.
+type waiter struct {
+	raw   syscall.RawConn // nil when not a TCP socket (TLS): wait() returns at once
+	step  func(fd uintptr) bool
+	woken bool
+	peek  [1]byte
+}
+
+func (w *waiter) init(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	w.raw = raw
+	w.step = w.check // one method value for the connection's life
+}
+
+// check is called by RawConn.Read first, and again each time the poller
+// says the socket is readable. The first call must look (the poller's
+// readiness may predate the last read); a later one need not.
+func (w *waiter) check(fd uintptr) bool {
+	if w.woken {
+		return true
+	}
+	_, _, err := unix.Recvfrom(int(fd), w.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	switch err {
+	case unix.EAGAIN:
+		w.woken = true
+		return false
+	}
+	return true // data, EOF or an error: the Read that follows sees it
+}
+
+// wait returns once the socket has data, EOF or an error to read, or the
+// read deadline passed.
+func (w *waiter) wait() error {
+	if w.raw == nil {
+		return nil
+	}
+	w.woken = false
+	return w.raw.Read(w.step)
+}
