@@ -74,7 +74,7 @@ type conn struct {
 	s      *Server
 	ws     *websocket.Conn
 	fc     *frameConn // ws's net.Conn
-	n      uint64 // connection number, for logs
+	n      uint64     // connection number, for logs
 	remote string
 
 	// owned by readLoop
