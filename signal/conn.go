@@ -112,62 +112,75 @@ func newConn(s *Server, ws *websocket.Conn, fc *frameConn, remote string) *conn 
 }
 
 func (c *conn) readLoop() {
+	onPing, onPong := c.start()
+	// This frame is small: an idle connection parks in awaitDataFrame with
+	// a stack the runtime can shrink to its minimum.
+	var err error
+	for err == nil {
+		if err = c.fc.awaitDataFrame(onPing, onPong); err == nil {
+			err = c.readMessage()
+		}
+	}
+	c.finish(readErrReason(err))
+}
+
+// start sets the connection up for readLoop and returns its ping and pong
+// handlers.
+func (c *conn) start() (onPing, onPong func([]byte)) {
 	s := c.s
 	s.log.Info("connection open", "conn", c.n, "remote", c.remote)
 	c.ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c.extendDeadline(time.Now())
 	// Pings and pongs between messages are handled by awaitDataFrame;
 	// gorilla sees only those inside a fragmented message.
-	onPong := func(data []byte) {
-		c.extendDeadline(time.Now())
-		if n, err := strconv.ParseUint(string(data), 10, 64); err == nil {
-			c.acked(n)
-		}
-	}
-	onPing := func(data []byte) {
-		c.extendDeadline(time.Now())
-		_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(s.cfg.WriteTimeout))
-	}
+	onPing, onPong = c.onPing, c.onPong
 	c.ws.SetPongHandler(func(data string) error { onPong([]byte(data)); return nil })
 	c.mu.Lock()
 	if !c.closed {
 		c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
 	}
 	c.mu.Unlock()
+	return onPing, onPong
+}
 
-	var reason closeReason
-	for {
-		if err := c.fc.awaitDataFrame(onPing, onPong); err != nil {
-			reason = readErrReason(err)
-			break
-		}
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			reason = readErrReason(err)
-			break
-		}
-		buf := readBufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		_, err = buf.ReadFrom(r)
-		if err != nil {
-			readBufs.Put(buf)
-			reason = readErrReason(err)
-			break
-		}
-		now := time.Now()
-		if now.Sub(c.deadlineSet) > time.Second {
-			c.extendDeadline(now)
-		}
-		if mt != websocket.TextMessage {
-			c.sendError(perr(CodeBadJSON, "Frames must be text frames holding JSON, not binary."), "")
-		} else {
-			c.handle(buf.Bytes(), now)
-		}
+// readMessage reads and handles one message.
+func (c *conn) readMessage() error {
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return err
+	}
+	buf := readBufs.Get().(*bytes.Buffer)
+	defer func() {
 		if buf.Cap() <= 64<<10 {
 			readBufs.Put(buf)
 		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return err
 	}
-	c.finish(reason)
+	now := time.Now()
+	if now.Sub(c.deadlineSet) > time.Second {
+		c.extendDeadline(now)
+	}
+	if mt != websocket.TextMessage {
+		c.sendError(perr(CodeBadJSON, "Frames must be text frames holding JSON, not binary."), "")
+		return nil
+	}
+	c.handle(buf.Bytes(), now)
+	return nil
+}
+
+func (c *conn) onPong(data []byte) {
+	c.extendDeadline(time.Now())
+	if n, err := strconv.ParseUint(string(data), 10, 64); err == nil {
+		c.acked(n)
+	}
+}
+
+func (c *conn) onPing(data []byte) {
+	c.extendDeadline(time.Now())
+	_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(c.s.cfg.WriteTimeout))
 }
 
 // extendDeadline gives the client another PongTimeout to send something,

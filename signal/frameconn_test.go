@@ -314,6 +314,11 @@ func TestPipelinedFramesThroughServer(t *testing.T) {
 	if err := peer.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"pipe"}`)); err != nil {
 		t.Fatal(err)
 	}
+	var created Message
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := peer.ReadJSON(&created); err != nil || created.Type != TypeCreated {
+		t.Fatalf("peer: %+v %v", created, err)
+	}
 	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)

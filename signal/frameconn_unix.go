@@ -5,6 +5,7 @@ package signal
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,8 +40,10 @@ func (w *waiter) check(fd uintptr) bool {
 	if w.woken {
 		return true
 	}
-	_, _, err := unix.Recvfrom(int(fd), w.peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	switch err {
+	// recvfrom without an address: unix.Recvfrom would allocate one.
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&w.peek[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	switch errno {
 	case unix.EAGAIN:
 		w.woken = true
 		return false

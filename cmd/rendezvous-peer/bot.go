@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/rendezvous-rtc/rendezvous/peer"
+	"github.com/rendezvous-rtc/rendezvous/signal"
+)
+
+// drainTimeout bounds how long the bot waits, before leaving, for the
+// messages it sent to be acknowledged.
+const drainTimeout = 2 * time.Second
+
+// bot is one run of rendezvous-peer.
+type bot struct {
+	o      *options
+	out    *printer
+	stderr io.Writer
+	cfg    peer.Config
+	refl   *reflector // nil without -echo
+
+	video      *webrtc.TrackLocalStaticSample // nil without -video
+	videoFile  *os.File                       // nil without -video
+	streamWG   sync.WaitGroup                 // the video streamer
+	stopStream context.CancelFunc             // stops the video streamer
+}
+
+func newBot(o *options, stdout, stderr io.Writer) (*bot, error) {
+	se := webrtc.SettingEngine{}
+	if o.loopback {
+		se = peer.LoopbackSettingEngine()
+	}
+	api, err := peer.NewAPIWithCodecs(se, videoCodecs, audioCodecs)
+	if err != nil {
+		return nil, err
+	}
+	b := &bot{o: o, out: newPrinter(stdout, o.json), stderr: stderr, stopStream: func() {}}
+	b.cfg = peer.Config{
+		URL:          o.url,
+		Room:         o.room,
+		ID:           o.id,
+		Capacity:     o.capacity,
+		API:          api,
+		DataChannels: []peer.DataChannelConfig{{Label: o.label}},
+		Logger:       o.logger(stderr),
+	}
+	if o.video != "" {
+		if err := b.openVideo(o.video); err != nil {
+			return nil, err
+		}
+		b.cfg.Tracks = []webrtc.TrackLocal{b.video}
+	}
+	if o.echo {
+		b.refl = newReflector(o.video == "")
+		b.cfg.Prepare = b.refl.prepare
+		b.cfg.OnTrack = b.refl.onTrack
+	}
+	return b, nil
+}
+
+// openVideo checks that file is a VP8 IVF and makes the video track.
+func (b *bot) openVideo(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("-video: %w", err)
+	}
+	_, h, err := ivfreader.NewWith(f)
+	if err == nil && h.FourCC != "VP80" {
+		err = fmt.Errorf("%w: codec %q", peer.ErrNotVP8, h.FourCC)
+	}
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("-video %s: %w", file, err)
+	}
+	if b.video, err = peer.NewVP8Track("video", "rendezvous-peer"); err != nil {
+		_ = f.Close()
+		return err
+	}
+	b.videoFile = f
+	return nil
+}
+
+// run joins, handles events until ctx ends or -exit-after is reached, and
+// leaves.
+func (b *bot) run(ctx context.Context) error {
+	p, err := peer.Join(ctx, b.cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = p.Close()
+		b.out.left(p.Room())
+	}()
+	if b.video != nil {
+		b.startVideo()
+	}
+	received := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-p.Events():
+			if !ok {
+				return nil
+			}
+			b.out.event(e)
+			switch e.Type {
+			case peer.EventDataChannelOpen:
+				if b.o.send != "" {
+					if err := e.DataChannel.SendText(b.o.send); err != nil {
+						b.out.errorf("send to %s on %q: %v", e.Remote, e.Label, err)
+					}
+				}
+			case peer.EventMessage:
+				received++
+				if b.o.echo {
+					b.echo(p, e)
+				}
+				if b.o.exitAfter > 0 && received >= b.o.exitAfter {
+					b.drain(p, e)
+					return nil
+				}
+			case peer.EventPeerLeft:
+				if b.refl != nil && e.Reason != signal.ReasonShutdown {
+					b.refl.forget(e.Remote)
+				}
+			}
+		}
+	}
+}
+
+func (b *bot) echo(p *peer.Peer, e peer.Event) {
+	var err error
+	if e.IsString {
+		err = p.SendText(e.Remote, e.Label, string(e.Data))
+	} else {
+		err = p.Send(e.Remote, e.Label, e.Data)
+	}
+	if err != nil {
+		b.out.errorf("echo to %s on %q: %v", e.Remote, e.Label, err)
+	}
+}
+
+// drain waits (boundedly) until what was sent on the channel of e has been
+// acknowledged, so that a last echo is not lost by leaving at once.
+func (b *bot) drain(p *peer.Peer, e peer.Event) {
+	dc := p.DataChannel(e.Remote, e.Label)
+	if dc == nil {
+		return
+	}
+	low := make(chan struct{})
+	var once sync.Once
+	dc.SetBufferedAmountLowThreshold(0)
+	dc.OnBufferedAmountLow(func() { once.Do(func() { close(low) }) })
+	if dc.BufferedAmount() == 0 {
+		return
+	}
+	select {
+	case <-low:
+	case <-time.After(drainTimeout):
+	}
+}
+
+func (b *bot) startVideo() {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopStream = cancel
+	b.streamWG.Add(1)
+	go func() {
+		defer b.streamWG.Done()
+		if err := peer.StreamIVF(ctx, b.video, b.videoFile, true); err != nil && !errors.Is(err, context.Canceled) {
+			b.out.errorf("video: %v", err)
+		}
+	}()
+}
+
+// stop ends the video streamer and the reflector's goroutines.
+func (b *bot) stop() {
+	b.stopStream()
+	b.streamWG.Wait()
+	if b.videoFile != nil {
+		_ = b.videoFile.Close()
+	}
+	if b.refl != nil {
+		b.refl.wait()
+	}
+}

@@ -1,0 +1,35 @@
+// Package peer is a headless WebRTC peer (github.com/pion/webrtc/v4) that
+// joins a Rendezvous room through the signaling server and negotiates a
+// real peer-to-peer connection with every other member, Go or browser.
+//
+// Join dials the server's /ws endpoint, joins a room and returns a *Peer.
+// The peer keeps one *webrtc.PeerConnection per remote member and follows
+// the protocol's glare-free roles strictly: the newcomer (the member that
+// received joined) offers to each member already in the room; members that
+// receive an offer answer. Pion cannot roll back a local offer, so an offer
+// from a member this peer is itself offering to is reported as an error
+// event and ignored rather than negotiated. There is no renegotiation:
+// data channels and local tracks must be configured before negotiation
+// (Config.DataChannels, Config.Tracks, Config.Receive, Config.Prepare).
+//
+// ICE is trickled both ways. Remote candidates that arrive before the
+// remote description, or before the PeerConnection exists, are buffered and
+// applied after SetRemoteDescription; a null or empty candidate means end
+// of candidates.
+//
+// What happens is reported as a typed, ordered event stream (Peer.Events);
+// WaitConnected and WaitDataChannel block, without polling, until a remote
+// is connected or a data channel is open. All writes to the WebSocket come
+// from one writer goroutine fed by a queue, so pion's callbacks never block
+// on the network.
+//
+// On a machine whose only network interface is the loopback (a CI
+// container, `unshare -n`), pion's default settings gather no candidate at
+// all and every connection fails after about 30 seconds: use
+// LoopbackSettingEngine or LoopbackAPI there.
+//
+// A peer-left from the server closes that member's PeerConnection, except
+// when the reason is "shutdown": then the server went away, not the member,
+// and the peer-to-peer connection keeps working. Established connections
+// also survive the loss of the signaling connection itself.
+package peer

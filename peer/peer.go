@@ -1,0 +1,251 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/rendezvous-rtc/rendezvous/signal"
+)
+
+// closeWriterTimeout bounds how long Close waits for queued messages (the
+// leave) to be written before it aborts the signaling connection.
+const closeWriterTimeout = 2 * time.Second
+
+// Peer is a member of a room with one PeerConnection per remote member.
+// Its methods are safe for concurrent use.
+type Peer struct {
+	cfg        Config
+	api        *webrtc.API
+	client     *signal.Client
+	log        *slog.Logger
+	iceServers []webrtc.ICEServer // from created/joined plus Config.ICEServers; read-only
+
+	room     string   // read-only after Join
+	id       string   // read-only after Join
+	capacity int      // read-only after Join
+	initial  []string // members to offer to (joined.peers); read-only
+
+	events *eventQueue
+	out    *outbox
+
+	ctx    context.Context    // ends when Close starts; stops the run loop
+	cancel context.CancelFunc // cancels ctx
+
+	// owned by the run loop
+	early map[string][]webrtc.ICECandidateInit // candidates from members with no PeerConnection yet
+
+	mu      sync.Mutex
+	remotes map[string]*remote // guarded by mu; written only by the run loop and Close
+	changed chan struct{}      // guarded by mu; closed and replaced when any remote's state changes
+	closing bool               // guarded by mu; set once by Close: no new goroutines
+
+	runDone    chan struct{}  // closed when the run loop has ended
+	writerDone chan struct{}  // closed when the writer has ended
+	eventsDone chan struct{}  // closed when the event dispatcher has ended
+	stopEvents chan struct{}  // closed by Close to end the event dispatcher
+	aux        sync.WaitGroup // RTCP readers and OnTrack callbacks; Add only under mu while !closing
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed when Close has finished
+}
+
+// Join connects to the signaling server at cfg.URL, joins cfg.Room and
+// returns the Peer, which then negotiates with every member of the room,
+// present or future. It returns an error wrapping ErrConnect when the
+// server cannot be reached, ErrRoomFull when the room is full, ErrConfig
+// for a bad cfg, or the server's *signal.Error (e.g. id-taken).
+func Join(ctx context.Context, cfg Config) (*Peer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	api, err := cfg.api()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	client, err := signal.Dial(ctx, cfg.URL, cfg.Dial)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrConnect, cfg.URL, err)
+	}
+	m, err := client.Join(ctx, cfg.Room, &signal.JoinOptions{ID: cfg.ID, Capacity: cfg.Capacity})
+	if err != nil {
+		client.Abort()
+		if errors.Is(err, signal.ErrRoomFull) {
+			return nil, fmt.Errorf("peer: join %q: %w: %w", cfg.Room, ErrRoomFull, err)
+		}
+		return nil, fmt.Errorf("peer: join %q: %w", cfg.Room, err)
+	}
+	p := &Peer{
+		cfg:        cfg,
+		api:        api,
+		client:     client,
+		log:        log.With("room", m.Room, "id", m.ID),
+		iceServers: append(iceServers(m.ICEServers, log), cfg.ICEServers...),
+		room:       m.Room,
+		id:         m.ID,
+		capacity:   m.Capacity,
+		initial:    m.Peers,
+		events:     newEventQueue(),
+		out:        newOutbox(),
+		early:      make(map[string][]webrtc.ICECandidateInit),
+		remotes:    make(map[string]*remote),
+		changed:    make(chan struct{}),
+		runDone:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+		eventsDone: make(chan struct{}),
+		stopEvents: make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.emit(Event{Type: EventJoined, Room: m.Room, ID: m.ID, Peers: m.Peers, Created: m.Type == signal.TypeCreated})
+	p.log.Debug("joined", "created", m.Type == signal.TypeCreated, "peers", m.Peers)
+
+	go func() {
+		defer close(p.eventsDone)
+		p.events.run(p.stopEvents)
+	}()
+	go func() {
+		defer close(p.writerDone)
+		p.out.run(client.Send, p.log)
+	}()
+	go func() {
+		defer close(p.runDone)
+		p.run()
+	}()
+	return p, nil
+}
+
+// ID returns this peer's id in the room.
+func (p *Peer) ID() string { return p.id }
+
+// Room returns the room's name.
+func (p *Peer) Room() string { return p.room }
+
+// Capacity returns the room's capacity.
+func (p *Peer) Capacity() int { return p.capacity }
+
+// Events returns the event stream: every Event in order, starting with
+// EventJoined. Events wait in an unbounded buffer until read, so pion is
+// never blocked by a slow reader, but a peer whose events are never read
+// keeps them all in memory: read them. The channel is closed when Close
+// has finished; events not yet read then are dropped.
+func (p *Peer) Events() <-chan Event { return p.events.out }
+
+// Done is closed when Close has finished.
+func (p *Peer) Done() <-chan struct{} { return p.closed }
+
+// Remotes returns the ids of the members this peer has a PeerConnection
+// with, in no particular order.
+func (p *Peer) Remotes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.remotes))
+	for id := range p.remotes {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// PeerConnection returns the PeerConnection with member remoteID, or nil.
+// Use it to read stats or states; do not renegotiate on it.
+func (p *Peer) PeerConnection(remoteID string) *webrtc.PeerConnection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.remotes[remoteID]; r != nil {
+		return r.pc
+	}
+	return nil
+}
+
+// Close leaves the room: it sends leave, closes every PeerConnection and
+// the signaling connection, and waits for the peer's goroutines (and
+// OnTrack callbacks) to end. It is safe to call more than once and from
+// several goroutines; every call returns once the peer is closed. Do not
+// call it from Config.Prepare or Config.OnTrack, which it waits for.
+func (p *Peer) Close() error {
+	p.closeOnce.Do(p.close)
+	<-p.closed
+	return nil
+}
+
+func (p *Peer) close() {
+	defer close(p.closed)
+	p.mu.Lock()
+	p.closing = true
+	p.broadcastLocked()
+	p.mu.Unlock()
+
+	// Leave first, so the others learn at once; nothing is queued after it.
+	p.out.push(&signal.Message{Type: signal.TypeLeave})
+	p.out.close()
+	p.cancel()
+	<-p.runDone
+
+	// The run loop has ended: no PeerConnection is created any more.
+	p.mu.Lock()
+	remotes := p.remotes
+	p.remotes = make(map[string]*remote)
+	p.broadcastLocked()
+	p.mu.Unlock()
+	for _, r := range remotes {
+		r.close()
+	}
+
+	select {
+	case <-p.writerDone:
+	case <-time.After(closeWriterTimeout):
+		p.log.Debug("signaling writes stuck; aborting the connection")
+		p.client.Abort()
+		<-p.writerDone
+	}
+	_ = p.client.Close()
+	p.aux.Wait()
+	close(p.stopEvents)
+	<-p.eventsDone
+}
+
+// emit queues an event; it never blocks.
+func (p *Peer) emit(e Event) { p.events.push(e) }
+
+// broadcastLocked wakes every waiter. p.mu must be held.
+func (p *Peer) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// spawn runs f on a new goroutine counted in p.aux, unless Close has
+// started; it reports whether f runs.
+func (p *Peer) spawn(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.aux.Add(1)
+	go func() {
+		defer p.aux.Done()
+		f()
+	}()
+	return true
+}
+
+// enter counts the calling goroutine in p.aux, unless Close has started;
+// the caller must call p.aux.Done when it reports true.
+func (p *Peer) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.aux.Add(1)
+	return true
+}

@@ -1,0 +1,102 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rendezvous-rtc/rendezvous/signal"
+)
+
+// run is the run loop: it offers to the members already in the room, then
+// handles the server's messages one at a time until Close or until the
+// signaling connection ends. It alone creates and removes remotes (Close
+// clears them after it has ended).
+func (p *Peer) run() {
+	for _, id := range p.initial {
+		p.offer(id)
+	}
+	for {
+		m, err := p.client.Recv(p.ctx)
+		if err != nil {
+			if p.ctx.Err() == nil {
+				p.log.Debug("signaling connection ended", "err", err)
+				p.emit(Event{Type: EventSignalingClosed, Err: fmt.Errorf("%w: %w", ErrSignalingClosed, err)})
+			}
+			return
+		}
+		p.handle(m)
+	}
+}
+
+func (p *Peer) handle(m *signal.Message) {
+	switch m.Type {
+	case signal.TypePeerJoined:
+		p.emit(Event{Type: EventPeerJoined, Remote: m.ID})
+	case signal.TypePeerLeft:
+		p.peerLeft(m.ID, m.Reason)
+	case signal.TypeOffer:
+		p.answer(m.From, m.SDP)
+	case signal.TypeAnswer:
+		p.applyAnswer(m.From, m.SDP)
+	case signal.TypeCandidate:
+		p.remoteCandidate(m)
+	case signal.TypeMessage:
+		// Relayed application messages are not used by the peer.
+		p.log.Debug("ignoring relayed message", "from", m.From)
+	case signal.TypeLog:
+		p.emit(Event{Type: EventServerLog, Text: m.Message})
+	case signal.TypeError:
+		p.emit(Event{Type: EventError, Err: fmt.Errorf("peer: server error: %w", m.Error())})
+	default:
+		p.log.Debug("ignoring message", "type", m.Type)
+	}
+}
+
+// peerLeft closes the connection with a member that left the room. With
+// reason shutdown the member did not leave, the server is going away:
+// the connection is kept, since it does not need the server.
+func (p *Peer) peerLeft(id, reason string) {
+	delete(p.early, id)
+	if reason == signal.ReasonShutdown {
+		p.emit(Event{Type: EventPeerLeft, Remote: id, Reason: reason})
+		return
+	}
+	p.mu.Lock()
+	r := p.remotes[id]
+	delete(p.remotes, id)
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if r != nil {
+		r.close()
+	}
+	p.emit(Event{Type: EventPeerLeft, Remote: id, Reason: reason})
+}
+
+func (p *Peer) remote(id string) *remote {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.remotes[id]
+}
+
+// fail reports a failed negotiation with id and drops its connection.
+func (p *Peer) fail(r *remote, id string, err error) {
+	p.log.Warn("negotiation failed", "remote", id, "err", err)
+	p.emit(Event{Type: EventError, Remote: id, Err: err})
+	if r == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.remotes[id] == r {
+		delete(p.remotes, id)
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	r.close()
+}
+
+func negotiationError(what, id string, err error) error {
+	if errors.Is(err, ErrNegotiation) {
+		return err
+	}
+	return fmt.Errorf("%w: %s with %s: %w", ErrNegotiation, what, id, err)
+}
