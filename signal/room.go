@@ -268,13 +268,22 @@ func (s *Server) leave(c *conn, jm *clientMsg) {
 // with reason. s.mu must be held for writing.
 func (s *Server) removeMemberLocked(m *member, reason string) membership {
 	r := m.room
-	if i := slices.Index(r.members, m); i >= 0 {
-		r.members = slices.Delete(r.members, i, i+1)
-	}
 	left := mustJSON(peerMsg{Type: TypePeerLeft, Room: r.name, ID: m.id, Reason: reason})
 	for _, o := range r.members {
-		s.deliver(o, left)
-		s.memberLog(o, "Peer %s left room %q (%s).", m.id, r.name, reason)
+		if o != m {
+			s.deliver(o, left)
+			s.memberLog(o, "Peer %s left room %q (%s).", m.id, r.name, reason)
+		}
+	}
+	return s.dropMemberLocked(m, reason)
+}
+
+// dropMemberLocked removes m from its room without telling anyone. s.mu
+// must be held for writing.
+func (s *Server) dropMemberLocked(m *member, reason string) membership {
+	r := m.room
+	if i := slices.Index(r.members, m); i >= 0 {
+		r.members = slices.Delete(r.members, i, i+1)
 	}
 	if len(r.members) == 0 {
 		delete(s.rooms, r.name)

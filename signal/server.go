@@ -317,8 +317,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for _, r := range s.rooms {
+		// Every member hears of every other, then all leave at once.
+		for _, m := range r.members {
+			left := mustJSON(peerMsg{Type: TypePeerLeft, Room: r.name, ID: m.id, Reason: ReasonShutdown})
+			for _, o := range r.members {
+				if o != m {
+					s.deliver(o, left)
+				}
+			}
+		}
 		for _, m := range slices.Clone(r.members) {
-			s.removeMemberLocked(m, ReasonShutdown)
+			s.dropMemberLocked(m, ReasonShutdown)
 		}
 	}
 	for c := range s.conns {

@@ -544,7 +544,7 @@ func TestRateLimitOff(t *testing.T) {
 }
 
 func TestKeepaliveTimeout(t *testing.T) {
-	s := start(t, signal.Config{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond, ResumeWindow: -1})
+	s := start(t, signal.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 500 * time.Millisecond, ResumeWindow: -1})
 	a := dial(t, s) // answers pings: its client reads all the time
 	a.join("ka")
 	mute := rawDial(t, s, nil) // never reads, so never answers a ping
@@ -641,6 +641,12 @@ func TestShutdownClosesEveryone1001(t *testing.T) {
 	lone.sync()
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
+	// Both members hear that the other left because of the shutdown.
+	for _, c := range []*tc{a, b} {
+		if m := c.expect(signal.TypePeerLeft); m.Reason != signal.ReasonShutdown {
+			t.Fatalf("peer-left %+v, want reason shutdown", m)
+		}
+	}
 	for _, c := range []*tc{a, b, lone} {
 		if ce := c.closed(); ce == nil || ce.Code != websocket.CloseGoingAway {
 			t.Fatalf("close = %v, want 1001 going away", ce)
