@@ -82,6 +82,9 @@ type conn struct {
 	overRate     int           // messages refused for rate since the last one allowed
 	authFailures int           // joins refused as unauthorized
 	deadlineSet  time.Time     // when the read deadline was last extended
+	deadline     time.Time     // the read deadline: PongTimeout after the last sign of life
+	pingFn       func([]byte)  // c.onPing and c.onPong, bound once
+	pongFn       func([]byte)
 
 	closeSent atomic.Bool // a close frame went out; the read deadline is final
 
@@ -112,35 +115,90 @@ func newConn(s *Server, ws *websocket.Conn, fc *frameConn, remote string) *conn 
 }
 
 func (c *conn) readLoop() {
-	onPing, onPong := c.start()
-	// This frame is small: an idle connection parks in awaitDataFrame with
-	// a stack the runtime can shrink to its minimum.
-	var err error
-	for err == nil {
-		if err = c.fc.awaitDataFrame(onPing, onPong); err == nil {
-			err = c.readMessage()
-		}
-	}
-	c.finish(readErrReason(err))
+	c.start()
+	c.read()
 }
 
-// start sets the connection up for readLoop and returns its ping and pong
-// handlers.
-func (c *conn) start() (onPing, onPong func([]byte)) {
+// read reads and handles messages while they come. Once the connection
+// has been quiet for idleLinger it hands over to idle, on a fresh
+// goroutine, and returns: handling messages grows a goroutine's stack, and
+// the runtime cannot shrink a parked stack below 4 KiB, while a goroutine
+// that only waits keeps the 2 KiB it started with.
+func (c *conn) read() {
+	for {
+		err := c.fc.awaitDataFrame(c.pingFn, c.pongFn)
+		if err == errIdle {
+			var readable bool
+			if readable, err = c.linger(); err == nil {
+				if !readable {
+					go c.idle() // the connection's goroutine from now on
+					return
+				}
+				continue
+			}
+		}
+		if err == nil {
+			err = c.readMessage()
+		}
+		if err != nil {
+			c.finish(readErrReason(err))
+			return
+		}
+	}
+}
+
+// idleLinger is how long a connection stays on a goroutine that has
+// handled messages before it moves to a small one (Server.idleLinger).
+const idleLinger = time.Second
+
+// linger waits up to idleLinger (and no later than the read deadline) for
+// the socket to become readable.
+func (c *conn) linger() (readable bool, err error) {
+	if c.closeSent.Load() {
+		// The close handshake's deadline stands.
+		return true, c.fc.wait.wait()
+	}
+	until := time.Now().Add(c.s.idleLinger)
+	if until.After(c.deadline) {
+		until = c.deadline
+	}
+	c.setReadDeadline(until)
+	err = c.fc.wait.wait()
+	c.setReadDeadline(c.deadline)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(c.deadline) {
+		return false, nil // quiet, not timed out
+	}
+	return err == nil, err
+}
+
+// idle waits until the connection has something to read, then reads.
+func (c *conn) idle() {
+	c.s.idleConns.Add(1)
+	err := c.fc.wait.wait()
+	c.s.idleConns.Add(-1)
+	if err != nil {
+		c.finish(readErrReason(err))
+		return
+	}
+	c.read()
+}
+
+// start sets the connection up for reading.
+func (c *conn) start() {
 	s := c.s
 	s.log.Info("connection open", "conn", c.n, "remote", c.remote)
 	c.ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c.extendDeadline(time.Now())
 	// Pings and pongs between messages are handled by awaitDataFrame;
 	// gorilla sees only those inside a fragmented message.
-	onPing, onPong = c.onPing, c.onPong
-	c.ws.SetPongHandler(func(data string) error { onPong([]byte(data)); return nil })
+	c.pingFn, c.pongFn = c.onPing, c.onPong
+	c.ws.SetPongHandler(func(data string) error { c.onPong([]byte(data)); return nil })
 	c.mu.Lock()
 	if !c.closed {
 		c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
 	}
 	c.mu.Unlock()
-	return onPing, onPong
 }
 
 // readMessage reads and handles one message.
@@ -190,7 +248,21 @@ func (c *conn) extendDeadline(now time.Time) {
 		return
 	}
 	c.deadlineSet = now
-	_ = c.ws.SetReadDeadline(now.Add(c.s.cfg.PongTimeout))
+	c.deadline = now.Add(c.s.cfg.PongTimeout)
+	c.setReadDeadline(c.deadline)
+}
+
+// setReadDeadline sets the socket's read deadline, unless a close frame
+// went out: then the close handshake's short deadline stands (writeLoop
+// sets it after closeSent, so a race is settled by the second check).
+func (c *conn) setReadDeadline(t time.Time) {
+	if c.closeSent.Load() {
+		return
+	}
+	_ = c.fc.SetReadDeadline(t)
+	if c.closeSent.Load() {
+		_ = c.fc.SetReadDeadline(time.Now().Add(closeGrace))
+	}
 }
 
 func readErrReason(err error) closeReason {

@@ -90,6 +90,10 @@ func (fc *frameConn) consume(n int) {
 	}
 }
 
+// errIdle is returned by awaitDataFrame when nothing is buffered and the
+// socket can be waited on without a buffer.
+var errIdle = errors.New("signal: connection idle")
+
 // fill reads at least one more byte from the socket into the buffer.
 func (fc *frameConn) fill() error {
 	if fc.rbuf == nil {
@@ -103,6 +107,7 @@ func (fc *frameConn) fill() error {
 		fc.r = 0
 	}
 	n, err := fc.Conn.Read((*fc.rbuf)[fc.w:])
+	fc.wait.ready = false
 	fc.w += n
 	if n > 0 {
 		return nil
@@ -185,10 +190,15 @@ const (
 // awaitDataFrame returns once the socket's next frame is not a ping or a
 // pong, calling onPing and onPong (with the unmasked payload) for those
 // that come first. Frames that break the rules are left to gorilla, which
-// reports them. It must be called between messages.
+// reports them. It must be called between messages. When nothing is
+// buffered and the socket can be waited on (see waiter), it returns
+// errIdle instead of blocking.
 func (fc *frameConn) awaitDataFrame(onPing, onPong func(payload []byte)) error {
 	for {
 		b := fc.buffered()
+		if len(b) == 0 && fc.wait.idle() {
+			return errIdle
+		}
 		total, hlen := frameLen(b)
 		if total == 0 {
 			if err := fc.fill(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -367,5 +368,82 @@ func TestPipelinedFramesThroughServer(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestIdleHandoff: connections that go quiet move to small idle
+// goroutines, and keep relaying, answering pings and timing out from there.
+func TestIdleHandoff(t *testing.T) {
+	s := NewServer(Config{PingInterval: 30 * time.Millisecond, PongTimeout: 300 * time.Millisecond, ResumeWindow: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.idleLinger = 5 * time.Millisecond
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	defer s.Close()
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	dial := func() *Client {
+		t.Helper()
+		c, err := Dial(t.Context(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	a, b := dial(), dial()
+	if _, err := a.Join(t.Context(), "idle", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(t.Context(), "idle", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.idleConns.Load() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle connections, want %d", s.idleConns.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	recv := func(c *Client, typ string) *Message {
+		t.Helper()
+		for {
+			m, err := c.Recv(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type == typ {
+				return m
+			}
+		}
+	}
+	recv(a, TypePeerJoined)
+	// Both go idle, well past several ping rounds, and stay connected.
+	waitIdle(2)
+	for round := range 3 {
+		if err := a.Send(&Message{Type: TypeMessage, Data: []byte(fmt.Sprint(round))}); err != nil {
+			t.Fatal(err)
+		}
+		if m := recv(b, TypeMessage); string(m.Data) != fmt.Sprint(round) {
+			t.Fatalf("got %s", m.Data)
+		}
+		waitIdle(2)
+	}
+	// A client that stops answering pings times out from the idle goroutine.
+	mute, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	b.Close()
+	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"idle"}`)); err != nil {
+		t.Fatal(err)
+	}
+	recv(a, TypePeerLeft)   // b
+	recv(a, TypePeerJoined) // mute
+	if m := recv(a, TypePeerLeft); m.Reason != ReasonTimeout {
+		t.Fatalf("peer-left %+v, want timeout", m)
 	}
 }

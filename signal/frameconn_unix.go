@@ -17,6 +17,7 @@ type waiter struct {
 	raw   syscall.RawConn // nil when not a TCP socket (TLS): wait() returns at once
 	step  func(fd uintptr) bool
 	woken bool
+	ready bool // wait returned and no read has happened since
 	peek  [1]byte
 }
 
@@ -51,12 +52,18 @@ func (w *waiter) check(fd uintptr) bool {
 	return true // data, EOF or an error: the Read that follows sees it
 }
 
+// idle reports whether the reader should wait (with wait) before reading:
+// the socket can be waited on and was not just found readable.
+func (w *waiter) idle() bool { return w.raw != nil && !w.ready }
+
 // wait returns once the socket has data, EOF or an error to read, or the
 // read deadline passed.
 func (w *waiter) wait() error {
-	if w.raw == nil {
+	if w.raw == nil || w.ready {
 		return nil
 	}
 	w.woken = false
-	return w.raw.Read(w.step)
+	err := w.raw.Read(w.step)
+	w.ready = err == nil
+	return err
 }

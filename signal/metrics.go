@@ -64,6 +64,9 @@ func newMetrics(s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rendezvous_connections_open", Help: "WebSocket connections open now.",
 		}, func() float64 { return float64(s.nconns.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rendezvous_connections_idle", Help: "Connections parked on a small idle goroutine (quiet for a second or more).",
+		}, func() float64 { return float64(s.idleConns.Load()) }),
 		m.rooms, m.joins, relayed, m.errors, m.closed, m.resumes, m.latency,
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),

@@ -157,10 +157,12 @@ type Server struct {
 	upgrader websocket.Upgrader
 	handler  http.Handler
 
-	metrics   *metrics
-	resumes   *resumeTokens
-	jwtParser *jwt.Parser
-	rateAbuse int // refused messages in a row after which a connection is closed
+	metrics    *metrics
+	resumes    *resumeTokens
+	jwtParser  *jwt.Parser
+	rateAbuse  int           // refused messages in a row after which a connection is closed
+	idleLinger time.Duration // see conn.read
+	idleConns  atomic.Int64  // connections parked in conn.idle
 
 	nconns atomic.Int64 // open connections, for MaxConns and /healthz
 	nextID atomic.Uint64
@@ -186,9 +188,10 @@ func NewServer(cfg Config) *Server {
 		conns:  make(map[*conn]struct{}),
 		closed: make(chan struct{}),
 
-		resumes:   newResumeTokens(),
-		jwtParser: newJWTParser(),
-		rateAbuse: max(1000, 5*cfg.Burst),
+		resumes:    newResumeTokens(),
+		jwtParser:  newJWTParser(),
+		rateAbuse:  max(1000, 5*cfg.Burst),
+		idleLinger: idleLinger,
 	}
 	s.metrics = newMetrics(s)
 	s.upgrader = websocket.Upgrader{
