@@ -1,0 +1,462 @@
+package web_test
+
+// Real-browser tests: a headless Chromium (one process for the whole run,
+// one tab per page) loads the client from an in-process server on
+// 127.0.0.1 and makes calls through it.
+//
+// Without Chromium the tests skip, saying how to install it, unless
+// CI=true, where a missing Chromium fails them. CHROMIUM=/path/to/chrome
+// picks a browser binary explicitly. SCREENSHOT_DIR=dir also copies the
+// screenshots there (they are written to the test's temporary directory,
+// which is removed when the test ends).
+//
+// chromedp is pinned at v0.14.2, the newest release whose go.mod accepts
+// this module's go 1.24 line (v0.15 and later, including the generic v0.23
+// API, require go ≥ 1.25). It drives current Chromium (tested with 156).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/rendezvous-rtc/rendezvous/signal"
+	"github.com/rendezvous-rtc/rendezvous/signal/signaltest"
+	"github.com/rendezvous-rtc/rendezvous/web"
+)
+
+const installHint = "install it with `apt-get update && apt-get install -y --no-install-recommends chromium` " +
+	"(or set CHROMIUM=/path/to/chrome)"
+
+// waitTimeout bounds every wait for a condition in a page.
+const waitTimeout = 20 * time.Second
+
+var shared struct {
+	once    sync.Once
+	ctx     context.Context // the browser's first tab; new tabs derive from it
+	err     error
+	cleanup func()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cleanup != nil {
+		shared.cleanup()
+	}
+	os.Exit(code)
+}
+
+func chromiumPath() string {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// browser returns the shared browser's context, starting the browser on
+// first use. It skips the test (fails it when CI=true) without Chromium.
+func browser(t testing.TB) context.Context {
+	t.Helper()
+	path := chromiumPath()
+	if path == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Chromium is required in CI (CI=true) but none was found: %s", installHint)
+		}
+		t.Skipf("skipping real-browser test: no Chromium found; %s", installHint)
+	}
+	shared.once.Do(func() { shared.ctx, shared.cleanup, shared.err = startBrowser(path) })
+	if shared.err != nil {
+		t.Fatalf("start Chromium (%s): %v", path, shared.err)
+	}
+	return shared.ctx
+}
+
+func startBrowser(path string) (context.Context, func(), error) {
+	dir, err := os.MkdirTemp("", "rendezvous-chromium-")
+	if err != nil {
+		return nil, nil, err
+	}
+	// chromedp's defaults (headless, hide-scrollbars, mute-audio, no
+	// background throttling, ...) plus the flags WebRTC tests need.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(dir),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		// chromedp's defaults disable these features; the flag replaces
+		// its list, so they are repeated. Without mDNS obfuscation, host
+		// candidates carry plain IP addresses that a Go peer can reach.
+		chromedp.Flag("disable-features", "site-per-process,Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
+		chromedp.WindowSize(1280, 800),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	var copts []chromedp.ContextOption
+	if os.Getenv("CHROMEDP_DEBUG") != "" {
+		copts = append(copts, chromedp.WithErrorf(log.Printf), chromedp.WithLogf(log.Printf))
+		if os.Getenv("CHROMEDP_DEBUG") == "2" {
+			copts = append(copts, chromedp.WithDebugf(log.Printf))
+		}
+	}
+	ctx, cancelBrowser := chromedp.NewContext(allocCtx, copts...)
+	cleanup := func() {
+		cancelBrowser()
+		cancelAlloc()
+		_ = os.RemoveAll(dir)
+	}
+	// The first Run starts the browser. It must not carry a deadline (the
+	// browser process would be killed when it passes); chromedp bounds the
+	// start itself (WSURLReadTimeout, 20 s by default).
+	if err := chromedp.Run(ctx); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return ctx, cleanup, nil
+}
+
+// newServer starts a signaling server serving the web client, with client
+// log lines on.
+func newServer(t testing.TB) *signaltest.Server {
+	t.Helper()
+	return signaltest.New(t, signal.Config{Files: web.FS(), ClientLog: true})
+}
+
+// page is one browser tab.
+type page struct {
+	t    testing.TB
+	name string
+	ctx  context.Context
+
+	mu      sync.Mutex
+	console []string // console messages and exceptions, for failure reports
+}
+
+// openPage opens url in a new tab of the shared browser, waits for the
+// app to be ready, and closes the tab when the test ends.
+func openPage(t testing.TB, name, url string) *page {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser(t))
+	p := &page{t: t, name: name, ctx: ctx}
+	chromedp.ListenTarget(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var parts []string
+			for _, a := range ev.Args {
+				if a.Value != nil {
+					parts = append(parts, string(a.Value))
+				} else {
+					parts = append(parts, a.Description)
+				}
+			}
+			p.addConsole(fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				msg = d.Exception.Description
+			}
+			p.addConsole(fmt.Sprintf("exception: %s (%s:%d)", msg, d.URL, d.LineNumber))
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			p.dump()
+		}
+		cancel()
+	})
+	// The first Run creates the tab, and the tab's event loop lives on the
+	// context it is given: it must not be one with a deadline.
+	created := make(chan error, 1)
+	go func() { created <- chromedp.Run(ctx) }()
+	select {
+	case err := <-created:
+		if err != nil {
+			t.Fatalf("%s: open a tab: %v", name, err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s: opening a tab timed out", name)
+	}
+	if err := p.runTimeout(waitTimeout, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("%s: open %s: %v", name, url, err)
+	}
+	p.waitFor("the app to start", `!!window.rendezvous && document.querySelector("#event-log li") !== null`)
+	return p
+}
+
+func (p *page) addConsole(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.console) < 200 {
+		p.console = append(p.console, line)
+	}
+}
+
+// dump logs the page's console and its event log panel.
+func (p *page) dump() {
+	p.mu.Lock()
+	lines := append([]string(nil), p.console...)
+	p.mu.Unlock()
+	for _, l := range lines {
+		p.t.Logf("%s %s", p.name, l)
+	}
+	var log string
+	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`[...document.querySelectorAll("#event-log li")].map(li => li.innerText.replace(/\n/g, " ")).join("\n")`, &log)); err == nil {
+		p.t.Logf("%s event log:\n%s", p.name, log)
+	}
+}
+
+// runTimeout runs actions on the tab with a deadline. (Only the first Run
+// on a tab must go without one; openPage does it.)
+func (p *page) runTimeout(d time.Duration, actions ...chromedp.Action) error {
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	return chromedp.Run(ctx, actions...)
+}
+
+// eval evaluates js (awaiting a promise result) into res, failing the test
+// on error.
+func (p *page) eval(js string, res any) {
+	p.t.Helper()
+	if err := p.runTimeout(waitTimeout, chromedp.Evaluate(js, res, awaitPromise)); err != nil {
+		p.t.Fatalf("%s: evaluate %s: %v", p.name, js, err)
+	}
+}
+
+func awaitPromise(p *runtime.EvaluateParams) *runtime.EvaluateParams {
+	return p.WithAwaitPromise(true)
+}
+
+// waitFor polls the JavaScript expression cond (which may await) every
+// 50 ms until it is truthy, and fails the test after waitTimeout.
+func (p *page) waitFor(what, cond string) {
+	p.t.Helper()
+	if err := p.poll(cond, waitTimeout); err != nil {
+		p.t.Fatalf("%s: waiting for %s: %v\ncondition: %s", p.name, what, err, cond)
+	}
+}
+
+func (p *page) poll(cond string, timeout time.Duration) error {
+	var ok bool
+	return p.runTimeout(timeout+5*time.Second, chromedp.Poll(cond, &ok,
+		chromedp.WithPollingInterval(50*time.Millisecond),
+		chromedp.WithPollingTimeout(timeout)))
+}
+
+// click clicks the element matching the CSS selector sel, as a user would.
+func (p *page) click(sel string) {
+	p.t.Helper()
+	if err := p.runTimeout(waitTimeout, chromedp.Click(sel, chromedp.ByQuery, chromedp.NodeVisible)); err != nil {
+		p.t.Fatalf("%s: click %s: %v", p.name, sel, err)
+	}
+}
+
+// joinOpts are the choices of the join form.
+type joinOpts struct {
+	cam, mic, dataOnly bool
+}
+
+var withMedia = joinOpts{cam: true, mic: true}
+
+// join fills in the join form and clicks Join. It does not wait.
+func (p *page) join(room, name string, o joinOpts) {
+	p.t.Helper()
+	js := fmt.Sprintf(`(() => {
+		const set = (id, v) => { const e = document.getElementById(id); e.checked = v; e.dispatchEvent(new Event("change")); };
+		document.getElementById("room").value = %s;
+		document.getElementById("name").value = %s;
+		set("opt-data", %t); set("opt-cam", %t); set("opt-mic", %t);
+		return true;
+	})()`, jsString(room), jsString(name), o.dataOnly, o.cam, o.mic)
+	var ok bool
+	p.eval(js, &ok)
+	p.click("#join")
+}
+
+// joined waits until the page is in its room and returns its peer id.
+func (p *page) joined() string {
+	p.t.Helper()
+	p.waitFor("the join to succeed", `document.body.dataset.phase === "call" && !!window.rendezvous.client && window.rendezvous.client.state === "joined"`)
+	var id string
+	p.eval(`window.rendezvous.client.id`, &id)
+	return id
+}
+
+// waitConnected waits until the tile of member id says connected.
+func (p *page) waitConnected(id string) {
+	p.t.Helper()
+	p.waitFor("a connection to "+id, fmt.Sprintf(`(() => { const t = document.querySelector('.tile.remote[data-peer=%s]'); return !!t && t.dataset.state === "connected"; })()`, jsString(id)))
+}
+
+// framesDecoded returns the video frames decoded from member id, from
+// getStats (inbound-rtp).
+func (p *page) framesDecoded(id string) int {
+	p.t.Helper()
+	var n int
+	p.eval(framesJS(id), &n)
+	return n
+}
+
+func framesJS(id string) string {
+	return fmt.Sprintf(`(async () => {
+		const c = window.rendezvous.client;
+		const peer = c && c.peers.get(%s);
+		if (!peer) return 0;
+		let n = 0;
+		(await peer.pc.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; });
+		return n;
+	})()`, jsString(id))
+}
+
+// waitVideo waits until video from member id decodes: framesDecoded > 0,
+// then growing past what it was.
+func (p *page) waitVideo(id string) {
+	p.t.Helper()
+	p.waitFor("video frames from "+id, framesJS(id)+`.then(n => n > 0)`)
+	n := p.framesDecoded(id)
+	p.waitFor("more video frames from "+id, framesJS(id)+fmt.Sprintf(`.then(n => n > %d)`, n))
+}
+
+// waitChat waits until the chat log shows a message with text, from a
+// sender whose label contains from.
+func (p *page) waitChat(from, text string) {
+	p.t.Helper()
+	p.waitFor(fmt.Sprintf("chat %q from %q", text, from), fmt.Sprintf(`[...document.querySelectorAll("#chat-log .msg.theirs")].some(m =>
+		m.querySelector(".from").textContent.includes(%s) && m.querySelector(".body").textContent === %s)`, jsString(from), jsString(text)))
+}
+
+// sendChat types text into the chat box and sends it.
+func (p *page) sendChat(text string) {
+	p.t.Helper()
+	p.waitFor("the chat box to be enabled", `!document.getElementById("chat-input").disabled`)
+	var ok bool
+	p.eval(fmt.Sprintf(`(() => { document.getElementById("chat-input").value = %s; return true; })()`, jsString(text)), &ok)
+	p.click("#chat-send")
+	p.waitFor("the message in the own chat log", fmt.Sprintf(`[...document.querySelectorAll("#chat-log .msg.mine .body")].some(b => b.textContent === %s)`, jsString(text)))
+}
+
+// waitNotice waits for the notice of kind and returns its text.
+func (p *page) waitNotice(kind string) string {
+	p.t.Helper()
+	p.waitFor("notice "+kind, fmt.Sprintf(`(() => { const n = document.getElementById("notice"); return !n.hidden && n.dataset.kind === %s; })()`, jsString(kind)))
+	var text string
+	p.eval(`document.getElementById("notice-text").textContent`, &text)
+	return text
+}
+
+// screenshot saves a PNG of the tab to the test's temporary directory (and
+// to SCREENSHOT_DIR when set) and logs its path.
+func (p *page) screenshot(t testing.TB, file string) string {
+	t.Helper()
+	var png []byte
+	if err := p.runTimeout(waitTimeout, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("%s: screenshot: %v", p.name, err)
+	}
+	path := filepath.Join(t.TempDir(), file)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of %s: %s", p.name, path)
+	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			keep := filepath.Join(dir, file)
+			if err := os.WriteFile(keep, png, 0o644); err == nil {
+				t.Logf("screenshot copied to %s", keep)
+			}
+		}
+	}
+	return path
+}
+
+// setupTimes are the milliseconds from the click on Join to each step of
+// a call with one member, as the page measured them (0: not reached).
+type setupTimes struct {
+	Media      float64 // camera and microphone granted
+	Joined     float64 // created or joined received
+	Connected  float64 // the RTCPeerConnection connected
+	FirstFrame float64 // the first video frame decoded (video element loaded)
+}
+
+// metrics returns the page's setup times for the call with member id.
+func (p *page) metrics(id string) setupTimes {
+	p.t.Helper()
+	var m struct {
+		JoinAt, MediaAt, JoinedAt float64
+		Peer                      struct{ ConnectedAt, FirstFrameAt float64 }
+	}
+	p.eval(fmt.Sprintf(`(() => { const m = window.rendezvous.metrics;
+		return {JoinAt: m.joinAt, MediaAt: m.mediaAt, JoinedAt: m.joinedAt, Peer: m.peers[%s] || {}}; })()`, jsString(id)), &m)
+	since := func(at float64) float64 {
+		if at == 0 {
+			return 0
+		}
+		return at - m.JoinAt
+	}
+	return setupTimes{since(m.MediaAt), since(m.JoinedAt), since(m.Peer.ConnectedAt), since(m.Peer.FirstFrameAt)}
+}
+
+func (s setupTimes) String() string {
+	return fmt.Sprintf("media %.0f ms, joined %.0f ms, connected %.0f ms, first frame %.0f ms after clicking Join",
+		s.Media, s.Joined, s.Connected, s.FirstFrame)
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// viewport resizes the tab's viewport to w×h CSS pixels; under 500 pixels
+// wide it is a phone's (device scale 2, mobile, touch).
+func (p *page) viewport(w, h int64) {
+	p.t.Helper()
+	opts := []chromedp.EmulateViewportOption{chromedp.EmulateScale(1)}
+	if w < 500 {
+		opts = []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile}
+	}
+	if err := p.runTimeout(waitTimeout, chromedp.EmulateViewport(w, h, opts...)); err != nil {
+		p.t.Fatalf("%s: set the viewport to %dx%d: %v", p.name, w, h, err)
+	}
+	p.waitFor("the new viewport", fmt.Sprintf("window.innerWidth === %d", w))
+}
+
+// selectedPair describes the candidate pair the connection to member id
+// uses, e.g. "127.0.0.1 host ↔ 127.0.0.1 host".
+func (p *page) selectedPair(id string) string {
+	p.t.Helper()
+	var s string
+	p.eval(fmt.Sprintf(`(async () => {
+		const peer = window.rendezvous.client.peers.get(%s);
+		const r = await peer.pc.getStats();
+		let pair = null;
+		r.forEach(x => { if (x.type === "transport" && x.selectedCandidatePairId) pair = r.get(x.selectedCandidatePairId); });
+		if (!pair) return "none";
+		const l = r.get(pair.localCandidateId), m = r.get(pair.remoteCandidateId);
+		return l.address + " " + l.candidateType + " ↔ " + m.address + " " + m.candidateType;
+	})()`, jsString(id)), &s)
+	return s
+}
