@@ -59,6 +59,10 @@ const (
 	CloseReplaced = 4001
 )
 
+// ackPingDelay is how soon after writing frames the server pings, so that
+// the pong acknowledges them and the copies kept for a resume are freed.
+const ackPingDelay = time.Second
+
 // closeGrace is how long a connection may take to answer the server's
 // close frame before its socket is closed.
 const closeGrace = time.Second
@@ -99,6 +103,7 @@ type conn struct {
 	writing    bool           // guarded by mu: a writeLoop goroutine runs
 	writers    sync.WaitGroup // counts the writeLoop goroutine, for finish to wait on
 	pingDue    bool           // guarded by mu: writeLoop should send a ping
+	ackPingDue bool           // guarded by mu: the pinger fires early, to acknowledge recent
 	closeFrame []byte         // guarded by mu: close frame to send after the queue
 	closing    bool           // guarded by mu: no new frames (closing or dropped)
 	closed     bool           // guarded by mu: the connection is finished
@@ -396,7 +401,7 @@ func (c *conn) startWriterLocked() {
 func (c *conn) ping() {
 	c.mu.Lock()
 	if !c.closing && !c.closed {
-		c.pingDue = true
+		c.pingDue, c.ackPingDue = true, false
 		c.startWriterLocked()
 		c.pinger.Reset(c.s.cfg.PingInterval)
 	}
@@ -536,6 +541,10 @@ func (c *conn) writeLoop() {
 			}
 			if ping {
 				pingData = strconv.AppendUint(nil, c.written, 10)
+			} else if n > 0 && !c.ackPingDue && !c.closed && c.pinger != nil && c.s.cfg.PingInterval > ackPingDelay {
+				// Ask for an early pong, so that recent is released soon.
+				c.ackPingDue = true
+				c.pinger.Reset(ackPingDelay)
 			}
 			c.mu.Unlock()
 		}

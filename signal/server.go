@@ -281,6 +281,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go c.readLoop()
 }
 
+// Stats is a snapshot of the server's load.
+type Stats struct {
+	Connections int // open WebSocket connections
+	Rooms       int // rooms that exist
+}
+
+// Stats returns the server's current load.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{Connections: int(s.nconns.Load()), Rooms: len(s.rooms)}
+}
+
 type health struct {
 	Status      string `json:"status"`
 	Connections int64  `json:"connections"`

@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	ossignal "os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -75,6 +76,7 @@ type options struct {
 	adminToken      string
 	metrics         bool
 	pprof           string
+	releaseMemory   bool
 }
 
 // stringList is a repeatable flag; each value may also hold several
@@ -124,6 +126,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.resumeWindow, "resume-window", signal.DefaultResumeWindow, "how long a dropped connection's seat is held for a resume; 0 turns resume off")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token that enables the admin API under /api")
 	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at /metrics")
+	fs.BoolVar(&o.releaseMemory, "release-memory", true, "return freed memory to the OS once a burst of connections settles")
 	fs.StringVar(&o.pprof, "pprof", "", "serve /debug/pprof on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
@@ -307,6 +310,9 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 			errc <- hs.Serve(ln)
 		}
 	}()
+	if o.releaseMemory {
+		go releaseMemoryAfterBursts(ctx, srv, log)
+	}
 	select {
 	case err := <-errc:
 		_ = srv.Close()
@@ -341,4 +347,38 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go func() { _ = hs.Serve(ln) }()
 	log.Info("pprof listening", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = hs.Close() }, nil
+}
+
+// releaseMemoryAfterBursts returns freed memory to the OS when the number
+// of connections has moved by a tenth (and at least 1000) since the last
+// time and then held still for a tick. A burst of joins leaves behind
+// the large stacks and buffers of its handling, which Go otherwise gives
+// back only slowly; an idle connection needs far less.
+func releaseMemoryAfterBursts(ctx context.Context, srv *signal.Server, log *slog.Logger) {
+	const tick = 2 * time.Second
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	released, prev := 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := srv.Stats().Connections
+		if n == prev && abs(n-released) >= max(1000, released/10) {
+			start := time.Now()
+			debug.FreeOSMemory()
+			log.Debug("released memory after a burst", "connections", n, "took", time.Since(start))
+			released = n
+		}
+		prev = n
+	}
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
