@@ -2,13 +2,15 @@ package signal
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"slices"
+	"fmt"
+	"io"
 	"strconv"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/pion/sdp/v3"
 )
 
@@ -32,46 +34,160 @@ type clientMsg struct {
 	received  *uint64 // join with resume: frames received on the old connection
 	to        string
 	sdp       string
-	candidate json.RawMessage // "null" or a validated object
-	data      json.RawMessage // any JSON value
+	candidate []byte // "null" or a validated object; aliases the frame
+	data      []byte // any JSON value; aliases the frame
 }
 
-// wireIn is the JSON shape of a client message. Pointers and raw values let
-// validation tell an absent field from an empty one.
+// wireIn is a client message as parsed, before validation. Raw values
+// alias the frame.
 type wireIn struct {
-	Type      *string         `json:"type"`
-	Ref       string          `json:"ref"`
-	Room      *string         `json:"room"`
-	ID        *string         `json:"id"`
-	Capacity  json.RawMessage `json:"capacity"`
-	Token     string          `json:"token"`
-	Resume    string          `json:"resume"`
-	Received  *uint64         `json:"received"`
-	To        string          `json:"to"`
-	SDP       *string         `json:"sdp"`
-	Candidate json.RawMessage `json:"candidate"`
-	Data      json.RawMessage `json:"data"`
+	typ, ref, room, id, token, resume, to, sdp string
+	capacity, candidate, data, received        []byte // raw JSON values
+	has                                        fieldSet
+	badType                                    fieldSet // fields whose JSON type is wrong
 }
 
-// wireCandidate is the shape a candidate object must have: candidate is a
-// required string; the other members, when present, have the types a
-// browser gives them.
-type wireCandidate struct {
-	Candidate        *string `json:"candidate"`
-	SDPMid           *string `json:"sdpMid"`
-	SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
-	UsernameFragment *string `json:"usernameFragment"`
+// fieldSet is a set of the fields of wireIn.
+type fieldSet uint16
+
+const (
+	fType fieldSet = 1 << iota
+	fRef
+	fRoom
+	fID
+	fCapacity
+	fToken
+	fResume
+	fReceived
+	fTo
+	fSDP
+	fCandidate
+	fData
+)
+
+var fieldNames = map[string]fieldSet{
+	"type": fType, "ref": fRef, "room": fRoom, "id": fID, "capacity": fCapacity, "token": fToken,
+	"resume": fResume, "received": fReceived, "to": fTo, "sdp": fSDP, "candidate": fCandidate, "data": fData,
 }
+
+// decoders reuse jsontext decoders, which parse straight from the frame.
+var decoders = sync.Pool{New: func() any { return new(frameDecoder) }}
+
+type frameDecoder struct {
+	buf bytes.Buffer
+	dec jsontext.Decoder
+}
+
+// parse reads frame's top-level object into w. Invalid UTF-8 is let
+// through here: room names get their own error, and the whole frame is
+// checked last.
+func (fd *frameDecoder) parse(frame []byte, w *wireIn) error {
+	fd.buf = *bytes.NewBuffer(frame)
+	fd.dec.Reset(&fd.buf, jsontext.AllowInvalidUTF8(true))
+	d := &fd.dec
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return errNotObject
+	}
+	for d.PeekKind() == '"' {
+		name, err := d.ReadToken()
+		if err != nil {
+			return err
+		}
+		f := fieldNames[name.String()]
+		v, err := d.ReadValue()
+		if err != nil {
+			return err
+		}
+		if f == 0 {
+			continue // unknown fields are ignored
+		}
+		if w.has&f != 0 {
+			return fmt.Errorf("field %q appears twice", name.String())
+		}
+		w.has |= f
+		switch f {
+		case fCapacity, fCandidate, fData, fReceived:
+			raw := []byte(v)
+			switch f {
+			case fCapacity:
+				w.capacity = raw
+			case fCandidate:
+				w.candidate = raw
+			case fData:
+				w.data = raw
+			case fReceived:
+				w.received = raw
+			}
+			continue
+		}
+		if v.Kind() != '"' {
+			w.badType |= f
+			continue
+		}
+		str := unquote(v)
+		switch f {
+		case fType:
+			w.typ = str
+		case fRef:
+			w.ref = str
+		case fRoom:
+			w.room = str
+		case fID:
+			w.id = str
+		case fToken:
+			w.token = str
+		case fResume:
+			w.resume = str
+		case fTo:
+			w.to = str
+		case fSDP:
+			w.sdp = str
+		}
+	}
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '}' {
+		if err == nil {
+			err = errNotObject
+		}
+		return err
+	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+var errNotObject = errors.New("not a JSON object")
+
+// unquote returns the string a JSON string value holds. Client message
+// types are interned.
+func unquote(v jsontext.Value) string {
+	if b := []byte(v); len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
+		inner := b[1 : len(b)-1]
+		for _, t := range clientTypes {
+			if string(inner) == t {
+				return t
+			}
+		}
+		return string(inner)
+	}
+	out, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return string(out) // invalid UTF-8 or surrogates come out as U+FFFD
+	}
+	return string(out)
+}
+
+var clientTypes = []string{TypeMessage, TypeCandidate, TypeOffer, TypeAnswer, TypeJoin, TypeLeave}
 
 // fieldsOf lists the fields each client message type reads; a type error in
 // any other field is ignored like any unknown field.
-var fieldsOf = map[string][]string{
-	TypeJoin:      {"room", "id", "capacity", "token", "resume", "received"},
+var fieldsOf = map[string][]fieldSet{
+	TypeJoin:      {fRoom, fID, fCapacity, fToken, fResume, fReceived},
 	TypeLeave:     nil,
-	TypeOffer:     {"to", "sdp"},
-	TypeAnswer:    {"to", "sdp"},
-	TypeCandidate: {"to", "candidate"},
-	TypeMessage:   {"to", "data"},
+	TypeOffer:     {fTo, fSDP},
+	TypeAnswer:    {fTo, fSDP},
+	TypeCandidate: {fTo, fCandidate},
+	TypeMessage:   {fTo, fData},
 }
 
 // decodeClient decodes and validates one client frame. maxCapacity bounds
@@ -83,28 +199,34 @@ func decodeClient(frame []byte, maxCapacity int) (clientMsg, *protoError) {
 		return m, perr(CodeBadJSON, "Each frame must hold one JSON object, like {\"type\":\"join\",\"room\":\"demo\"}.")
 	}
 	var w wireIn
-	err := json.Unmarshal(frame, &w)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
+	fd := decoders.Get().(*frameDecoder)
+	err := fd.parse(frame, &w)
+	fd.buf = bytes.Buffer{} // do not keep the frame
+	decoders.Put(fd)
+	if err != nil {
 		return m, perr(CodeBadJSON, "The frame is not valid JSON: %v.", err)
 	}
-	if typeErr != nil && (typeErr.Field == "type" || typeErr.Field == "ref") {
-		return m, perr(CodeBadJSON, "Field %q must be a string.", typeErr.Field)
+	for _, f := range []fieldSet{fType, fRef} {
+		if w.badType&f != 0 {
+			return m, perr(CodeBadJSON, "Field %q must be a string.", fieldName(f))
+		}
 	}
-	if len(w.Ref) > maxRefBytes {
+	if len(w.ref) > maxRefBytes {
 		return m, perr(CodeBadJSON, "Field \"ref\" must be at most %d bytes.", maxRefBytes)
 	}
-	m.ref = w.Ref
-	if w.Type == nil {
+	m.ref = w.ref
+	if w.has&fType == 0 {
 		return m, perr(CodeMissingField, "Field \"type\" is required.")
 	}
-	m.typ = *w.Type
+	m.typ = w.typ
 	fields, ok := fieldsOf[m.typ]
 	if !ok {
 		return m, perr(CodeUnknownType, "Unknown message type %q; use join, leave, offer, answer, candidate or message.", clip(m.typ))
 	}
-	if typeErr != nil && slices.Contains(fields, typeErr.Field) {
-		return m, fieldTypeError(typeErr.Field)
+	for _, f := range fields {
+		if w.badType&f != 0 {
+			return m, fieldTypeError(fieldName(f))
+		}
 	}
 
 	switch m.typ {
@@ -113,26 +235,26 @@ func decodeClient(frame []byte, maxCapacity int) (clientMsg, *protoError) {
 			return m, e
 		}
 	case TypeOffer, TypeAnswer:
-		if w.SDP == nil || *w.SDP == "" {
+		if w.sdp == "" {
 			return m, perr(CodeInvalidSDP, "An %s needs a non-empty \"sdp\" string.", m.typ)
 		}
 		var sd sdp.SessionDescription
-		if err := sd.UnmarshalString(*w.SDP); err != nil {
+		if err := sd.UnmarshalString(w.sdp); err != nil {
 			return m, perr(CodeInvalidSDP, "The %s's sdp does not parse as SDP: %v.", m.typ, err)
 		}
-		m.sdp = *w.SDP
+		m.sdp = w.sdp
 	case TypeCandidate:
-		if e := validCandidate(w.Candidate); e != nil {
+		if e := validCandidate(w.candidate); e != nil {
 			return m, e
 		}
-		m.candidate = w.Candidate
+		m.candidate = w.candidate
 	case TypeMessage:
-		if w.Data == nil {
+		if w.has&fData == 0 {
 			return m, perr(CodeMissingField, "A message needs a \"data\" field (any JSON value).")
 		}
-		m.data = w.Data
+		m.data = w.data
 	}
-	m.to = w.To
+	m.to = w.to
 	// Frames are relayed verbatim in part, and a browser fails a WebSocket
 	// that receives invalid UTF-8, so it is refused here. (Room names were
 	// checked above, with their own error code.)
@@ -142,43 +264,107 @@ func decodeClient(frame []byte, maxCapacity int) (clientMsg, *protoError) {
 	return m, nil
 }
 
+func fieldName(f fieldSet) string {
+	for name, g := range fieldNames {
+		if g == f {
+			return name
+		}
+	}
+	return "?"
+}
+
 func (m *clientMsg) decodeJoin(w *wireIn, maxCapacity int) *protoError {
-	if w.Room == nil {
+	if w.has&fRoom == 0 {
 		return perr(CodeMissingField, "A join needs a \"room\" name.")
 	}
-	if !validRoom(*w.Room) {
+	if !validRoom(w.room) {
 		return perr(CodeInvalidRoom, "Room names are 1 to %d bytes of UTF-8 text, without control characters, and not only spaces.", maxRoomBytes)
 	}
-	m.room = *w.Room
-	if w.ID != nil {
-		if !validID(*w.ID) {
+	m.room = w.room
+	if w.has&fID != 0 {
+		if !validID(w.id) {
 			return perr(CodeInvalidID, "A requested id must be 1 to %d characters from A-Z, a-z, 0-9, _ and -.", maxIDBytes)
 		}
-		m.id = *w.ID
+		m.id = w.id
 	}
-	if len(w.Capacity) > 0 && string(w.Capacity) != "null" {
-		n, err := strconv.Atoi(string(w.Capacity))
+	if len(w.capacity) > 0 && string(w.capacity) != "null" {
+		n, err := strconv.Atoi(string(w.capacity))
 		if err != nil || n < 2 || n > maxCapacity {
 			return perr(CodeInvalidCapacity, "Capacity must be an integer from 2 to %d (the server's maximum).", maxCapacity)
 		}
 		m.capacity = n
 	}
-	m.token, m.resume, m.received = w.Token, w.Resume, w.Received
+	m.token, m.resume = w.token, w.resume
+	if len(w.received) > 0 && string(w.received) != "null" {
+		n, err := strconv.ParseUint(string(w.received), 10, 64)
+		if err != nil {
+			return fieldTypeError("received")
+		}
+		m.received = &n
+	}
 	return nil
 }
 
-func validCandidate(raw json.RawMessage) *protoError {
+func validCandidate(raw []byte) *protoError {
 	if len(raw) == 0 {
 		return perr(CodeInvalidCandidate, "A candidate message needs \"candidate\": an RTCIceCandidate object, or null for end of candidates.")
 	}
 	if string(raw) == "null" {
 		return nil
 	}
-	var c wireCandidate
-	if raw[0] != '{' || json.Unmarshal(raw, &c) != nil || c.Candidate == nil {
+	if !isCandidate(raw) {
 		return perr(CodeInvalidCandidate, "\"candidate\" must be null or an object like {\"candidate\":\"candidate:…\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}.")
 	}
 	return nil
+}
+
+// isCandidate reports whether raw (valid JSON) is an object whose
+// candidate is a string and whose sdpMid, sdpMLineIndex and
+// usernameFragment, when present, are a string, an integer 0–65535 and a
+// string, or null.
+func isCandidate(raw []byte) bool {
+	fd := decoders.Get().(*frameDecoder)
+	defer func() {
+		fd.buf = bytes.Buffer{}
+		decoders.Put(fd)
+	}()
+	fd.buf = *bytes.NewBuffer(raw)
+	fd.dec.Reset(&fd.buf, jsontext.AllowInvalidUTF8(true))
+	d := &fd.dec
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false
+	}
+	hasCandidate := false
+	for d.PeekKind() == '"' {
+		name, err := d.ReadToken()
+		if err != nil {
+			return false
+		}
+		key := name.String()
+		v, err := d.ReadValue()
+		if err != nil {
+			return false
+		}
+		switch k := v.Kind(); key {
+		case "candidate":
+			if k != '"' {
+				return false
+			}
+			hasCandidate = true
+		case "sdpMid", "usernameFragment":
+			if k != '"' && k != 'n' {
+				return false
+			}
+		case "sdpMLineIndex":
+			if k == 'n' {
+				continue
+			}
+			if n, err := strconv.ParseUint(string(v), 10, 16); k != '0' || err != nil || n > 65535 {
+				return false
+			}
+		}
+	}
+	return hasCandidate
 }
 
 func fieldTypeError(field string) *protoError {
