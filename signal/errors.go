@@ -53,8 +53,6 @@ var (
 	ErrClosed = errors.New("signal: connection closed")
 	// ErrRoomFull is returned by Client.Join when the server answered full.
 	ErrRoomFull = errors.New("signal: room is full")
-	// ErrServerClosed is returned by Server.Shutdown when called twice.
-	ErrServerClosed = errors.New("signal: server closed")
 )
 
 // protoError is an error the server sends back for one client message.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -182,20 +181,6 @@ func dialStatus(t *testing.T, s *signaltest.Server, header http.Header) int {
 	return resp.StatusCode
 }
 
-// raw returns m re-encoded as a generic JSON object, to check exact fields.
-func raw(t *testing.T, m *signal.Message) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func health(t *testing.T, s *signaltest.Server) (status string, conns, rooms int) {
 	t.Helper()
 	resp, err := http.Get(s.HTTP.URL + "/healthz")
@@ -233,4 +218,3 @@ func sdpJSON() string {
 	return string(b)
 }
 
-var _ = strings.Repeat

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the server's Prometheus metrics, in a registry of its own.
@@ -68,8 +69,8 @@ func newMetrics(s *Server) *metrics {
 			Name: "rendezvous_connections_idle", Help: "Connections parked on a small idle goroutine (quiet for a second or more).",
 		}, func() float64 { return float64(s.idleConns.Load()) }),
 		m.rooms, m.joins, relayed, m.errors, m.closed, m.resumes, m.latency,
-		prometheus.NewGoCollector(),
-		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }

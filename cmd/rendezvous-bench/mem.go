@@ -63,7 +63,7 @@ func runMem(ctx context.Context, o *options, log io.Writer) (*memResult, error) 
 	if err := f.connect(ctx); err != nil {
 		return res, err
 	}
-	res.ConnectServerCPU, res.ConnectGeneratorCPU, res.ConnectOtherCPU = cpu.stop3()
+	res.ConnectServerCPU, res.ConnectGeneratorCPU, res.ConnectOtherCPU = cpu.stop()
 	res.ConnectSeconds = round3(f.connectDur.Seconds())
 	res.ConnectsPerSec = round1(float64(n) / f.connectDur.Seconds())
 	fmt.Fprintf(log, "connected in %.2f s; joining %d rooms…\n", f.connectDur.Seconds(), n/2)
@@ -71,7 +71,7 @@ func runMem(ctx context.Context, o *options, log io.Writer) (*memResult, error) 
 	if err := f.join(ctx); err != nil {
 		return res, err
 	}
-	res.JoinServerCPU, res.JoinGeneratorCPU, res.JoinOtherCPU = cpu.stop3()
+	res.JoinServerCPU, res.JoinGeneratorCPU, res.JoinOtherCPU = cpu.stop()
 	res.JoinSeconds = round3(f.joinDur.Seconds())
 	res.JoinsPerSec = round1(float64(n) / f.joinDur.Seconds())
 	res.JoinLatency = summarize(f.joinLat)

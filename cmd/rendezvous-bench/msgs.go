@@ -153,7 +153,7 @@ func runLatency(ctx context.Context, o *options, log io.Writer) (*msgResult, err
 	sendDur := time.Since(start)
 	res.Sent = f.sentTotal()
 	f.waitDelivered(ctx, res.Sent, o.drain)
-	res.ServerCPU, res.GeneratorCPU, res.OtherCPU = cpu.stop3()
+	res.ServerCPU, res.GeneratorCPU, res.OtherCPU = cpu.stop()
 	res.Delivered = f.r.delivered.Load()
 	f.close()
 	res.Lost = res.Sent - res.Delivered
@@ -219,7 +219,7 @@ func runThroughput(ctx context.Context, o *options, log io.Writer) (*msgResult, 
 	d0, t0 := f.r.delivered.Load(), time.Now()
 	sleep(ctx, o.duration)
 	d1, t1 := f.r.delivered.Load(), time.Now()
-	res.ServerCPU, res.GeneratorCPU, res.OtherCPU = cpu.stop3()
+	res.ServerCPU, res.GeneratorCPU, res.OtherCPU = cpu.stop()
 	f.r.stop.Store(true)
 	// The readers may be inside a refill; sent is final once each sender's
 	// lock has been taken after stop, and the in-flight ones drain.

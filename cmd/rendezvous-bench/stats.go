@@ -180,14 +180,10 @@ func startCPU(pid int) *cpuMeter {
 
 // stop returns server and generator CPU in % of one core (server -1 when
 // unknown).
-func (m *cpuMeter) stop() (server, own float64) {
-	server, own, _ = m.stop3()
-	return server, own
-}
-
-// stop3 also returns the CPU used by everything else on the machine, in %
-// of one core (-1 when unknown): other load makes the figures noisy.
-func (m *cpuMeter) stop3() (server, own, other float64) {
+// stop returns the CPU used by the server, by this process, and by
+// everything else on the machine, in % of one core (-1 when unknown):
+// other load makes the figures noisy.
+func (m *cpuMeter) stop() (server, own, other float64) {
 	el := time.Since(m.t0)
 	ownUsed := ownCPU() - m.own0
 	own = 100 * float64(ownUsed) / float64(el)
