@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"flag"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/rendezvous-rtc/rendezvous/cmd/internal/flagenv"
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
 
@@ -75,16 +78,26 @@ func TestEnvSetsFlagAndFlagWins(t *testing.T) {
 	}
 }
 
-// TestHelpListsEveryFlag keeps -h true to the flags.
-func TestHelpListsEveryFlag(t *testing.T) {
+// TestHelpAndREADMEListEveryFlag keeps -h and README.md true to the flags.
+func TestHelpAndREADMEListEveryFlag(t *testing.T) {
 	var out bytes.Buffer
 	fs, _ := newFlagSet(&out)
 	fs.Usage()
-	for _, name := range []string{"addr", "max-capacity", "max-message-bytes", "rate", "burst", "send-queue", "max-conns", "origins", "tls-cert", "tls-key", "shutdown-timeout", "client-log", "log-format", "log-level"} {
-		if !strings.Contains(out.String(), "-"+name) {
-			t.Errorf("-h does not list -%s", name)
-		}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(out.String(), "  -"+f.Name+" ") && !strings.Contains(out.String(), "  -"+f.Name+"\n") {
+			t.Errorf("-h does not list -%s", f.Name)
+		}
+		if !strings.Contains(out.String(), flagenv.Name(envPrefix, f.Name)) {
+			t.Errorf("-h does not name the environment variable of -%s", f.Name)
+		}
+		if !strings.Contains(string(readme), "`-"+f.Name) {
+			t.Errorf("README.md does not document -%s", f.Name)
+		}
+	})
 	if !strings.Contains(out.String(), "(default :2013)") {
 		t.Errorf("-h does not show the default address:\n%s", out.String())
 	}
