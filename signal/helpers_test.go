@@ -217,4 +217,3 @@ func sdpJSON() string {
 	b, _ := json.Marshal(minimalSDP)
 	return string(b)
 }
-
