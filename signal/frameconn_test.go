@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -445,5 +446,51 @@ func TestIdleHandoff(t *testing.T) {
 	recv(a, TypePeerJoined) // mute
 	if m := recv(a, TypePeerLeft); m.Reason != ReasonTimeout {
 		t.Fatalf("peer-left %+v, want timeout", m)
+	}
+}
+
+// TestTLS runs the protocol over wss: frameConn then reads through
+// tls.Conn, without the buffer-free wait.
+func TestTLS(t *testing.T) {
+	s := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewTLSServer(s.Handler())
+	defer hs.Close()
+	defer s.Close()
+	url := "wss" + strings.TrimPrefix(hs.URL, "https") + "/ws"
+	d := &websocket.Dialer{TLSClientConfig: hs.Client().Transport.(*http.Transport).TLSClientConfig}
+	opts := &DialOptions{Dialer: d}
+	a, err := Dial(t.Context(), url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Dial(t.Context(), url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := a.Join(t.Context(), "tls", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(t.Context(), "tls", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := b.Send(&Message{Type: TypeMessage, Data: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; {
+		m, err := a.Recv(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != TypeMessage {
+			continue
+		}
+		if string(m.Data) != fmt.Sprint(i) {
+			t.Fatalf("got %s, want %d", m.Data, i)
+		}
+		i++
 	}
 }
