@@ -142,14 +142,22 @@ func startBrowser(path string) (context.Context, func(), error) {
 // log lines on.
 func newServer(t testing.TB) *signaltest.Server {
 	t.Helper()
-	return signaltest.New(t, signal.Config{Files: web.FS(), ClientLog: true})
+	return newServerWith(t, signal.Config{})
+}
+
+// newServerWith is newServer with more settings.
+func newServerWith(t testing.TB, cfg signal.Config) *signaltest.Server {
+	t.Helper()
+	cfg.Files, cfg.ClientLog = web.FS(), true
+	return signaltest.New(t, cfg)
 }
 
 // page is one browser tab.
 type page struct {
-	t    testing.TB
-	name string
-	ctx  context.Context
+	t      testing.TB
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc // closes the tab
 
 	mu      sync.Mutex
 	console []string // console messages and exceptions, for failure reports
@@ -160,7 +168,7 @@ type page struct {
 func openPage(t testing.TB, name, url string) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser(t))
-	p := &page{t: t, name: name, ctx: ctx}
+	p := &page{t: t, name: name, ctx: ctx, cancel: cancel}
 	chromedp.ListenTarget(ctx, func(ev any) {
 		switch ev := ev.(type) {
 		case *runtime.EventConsoleAPICalled:

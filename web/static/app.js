@@ -8,7 +8,7 @@
 // Anything else (plain text from a bot, say) is shown as a chat message. A
 // message carrying our own id is an echo (the Go bot echoes what it gets).
 
-import { RendezvousClient } from "./signal.js";
+import { RendezvousClient, isResumableClose } from "./signal.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -69,6 +69,12 @@ const app = {
   logLines: 0,
   /** Protocol steps with times since the click on Join (with ?debug). */
   trace: [],
+  /**
+   * The client's membership events, oldest first (at most 500), each
+   * {type, at (performance.now() ms), and the detail's plain fields}: what
+   * happened to the call, for tests and debugging.
+   */
+  events: [],
 };
 window.rendezvous = app;
 
@@ -168,7 +174,7 @@ function hideNotice(kind) {
   ui.notice.dataset.kind = "";
 }
 
-/** @param {"idle"|"connecting"|"joined"|"error"} state */
+/** @param {"idle"|"connecting"|"reconnecting"|"joined"|"error"} state */
 function setStatus(state, text) {
   ui.status.dataset.state = state;
   ui.status.textContent = text;
@@ -236,10 +242,16 @@ function stopMedia() {
   ui.localVideo.srcObject = null;
 }
 
+/** Whether the page is in a call (reconnecting to the server included). */
+function inCall() {
+  const s = app.client.state;
+  return s === "joined" || s === "reconnecting";
+}
+
 /** Tells the others whether the microphone and camera are on. */
 function announceMedia(to) {
   const c = app.client;
-  if (c.state !== "joined") return;
+  if (!inCall()) return;
   c.send({ kind: "media", id: c.id, audio: hasLive("audio") && app.mic, video: hasLive("video") }, to);
 }
 
@@ -426,14 +438,14 @@ function setChatEnabled() {
   const c = app.client;
   const open = [...c.peers.values()].some((p) => p.channel && p.channel.readyState === "open");
   ui.chatInput.disabled = ui.chatSend.disabled = !open;
-  ui.chatInput.placeholder = open ? "Write a message…" : c.state === "joined" ? "Waiting for someone to connect…" : "Join a room to chat";
+  ui.chatInput.placeholder = open ? "Write a message…" : inCall() ? "Waiting for someone to connect…" : "Join a room to chat";
 }
 
 function sendChat(ev) {
   ev.preventDefault();
   const c = app.client;
   const text = ui.chatInput.value.trim();
-  if (c.state !== "joined" || !text) return;
+  if (!inCall() || !text) return;
   const n = c.send({ kind: "chat", id: c.id, name: app.name || null, text });
   if (n === 0) {
     addChat("", "Not sent: nobody is connected yet.", "system");
@@ -540,8 +552,28 @@ async function join(ev) {
   }
 }
 
+/** Events kept in app.events, and the detail fields kept with them. */
+const recorded = ["joined", "peerjoined", "peerleft", "reconnecting", "resumed", "seatlost",
+  "removed", "disconnected", "left", "full", "error"];
+
+function record(client) {
+  for (const type of recorded) {
+    client.on(type, (d) => {
+      const e = { type, at: Math.round(performance.now()) };
+      for (const [k, v] of Object.entries(d || {})) {
+        if (v === null || ["string", "number", "boolean"].includes(typeof v)) e[k] = v;
+        else if (Array.isArray(v) && v.every((x) => typeof x === "string")) e[k] = v.slice();
+        else if (k === "error" && v && typeof v.code === "string") e[k] = v.code;
+      }
+      app.events.push(e);
+      if (app.events.length > 500) app.events.shift();
+    });
+  }
+}
+
 /** @param {RendezvousClient} client */
 function wire(client) {
+  record(client);
   client.on("joined", (j) => {
     app.metrics.joinedAt = performance.now();
     setPhase("call");
@@ -550,7 +582,8 @@ function wire(client) {
     ui.roomName.textContent = j.room;
     updateSeats();
     setStatus("joined", j.created ? "In call · waiting for others" : "In call");
-    log(`${j.created ? "Created" : "Joined"} room “${j.room}” as ${j.id} (capacity ${j.capacity})`);
+    log(`${j.created ? "Created" : "Joined"} room “${j.room}” as ${j.id} (capacity ${j.capacity})${j.rejoined ? " again" : ""}`);
+    if (j.rejoined) notice("reconnected", "info", "Reconnected. Your seat was lost meanwhile, so the call is starting again.", 8000);
     const url = new URL(location.href);
     url.searchParams.set("room", j.room);
     history.replaceState(null, "", url);
@@ -572,6 +605,11 @@ function wire(client) {
     removeTile(id);
     updateSeats();
     setChatEnabled();
+    if (reason === "seat-lost") {
+      // We lost our seat (the seatlost notice says so), not they theirs.
+      log(`Connection to ${who} closed: our seat was lost`, "peer");
+      return;
+    }
     const why = reason === "left" ? "left the room" : `dropped out (${reason})`;
     notice("peer-left", "info", `${who} ${why}.`, 10000);
     log(`${who} ${why}`, "peer");
@@ -604,13 +642,51 @@ function wire(client) {
   client.on("log", ({ message }) => log(message, "server"));
   client.on("error", (e) => {
     log(`${e.code}: ${e.message}`, "error");
-    if (e.code !== "webrtc" && e.code !== "media" && !e.ref) notice("error", "error", e.message);
+    // kicked and room-closed have their own notice (removed).
+    const quiet = ["webrtc", "media", "kicked", "room-closed"];
+    if (!quiet.includes(e.code) && !e.ref) notice("error", "error", e.message);
   });
-  client.on("disconnected", ({ code, wasJoined }) => {
-    log(`Connection to the server closed (${code})`, "error");
+  client.on("reconnecting", ({ attempt, delay, code, resume }) => {
+    if (attempt === 1) {
+      log(`Connection to the server lost (${code}); reconnecting`, "error");
+      notice("reconnecting", "warn", resume ? "Connection to the server lost. Reconnecting… The call goes on meanwhile."
+        : "Connection to the server lost. Reconnecting… The call will start again.");
+    } else {
+      log(`Reconnecting: attempt ${attempt} in ${delay} ms${resume ? "" : " (to join again)"}`);
+    }
+    setStatus("reconnecting", "Reconnecting…");
+  });
+  client.on("resumed", ({ attempts, after, sent }) => {
+    log(`Reconnected after ${after} ms (${attempts} attempt${attempts === 1 ? "" : "s"}); ${sent} queued message${sent === 1 ? "" : "s"} sent`);
+    notice("reconnected", "info", "Reconnected.", 5000);
+    setStatus("joined", app.tiles.size ? "In call" : "In call · waiting for others");
+  });
+  client.on("seatlost", ({ reason }) => {
+    log(`Our seat in the room was lost (${reason}); joining again when the server is back`, "error");
+    notice("reconnecting", "warn", "Connection to the server lost, and your seat with it. Reconnecting… The call will start again.");
+  });
+  client.on("removed", ({ reason, message, room }) => {
+    log(`${reason}: ${message}`, "error");
+    endCall();
+    if (reason === "kicked") {
+      notice("kicked", "error", "An operator removed you from the room.");
+    } else {
+      notice("room-closed", "error", `An operator closed room “${room}”. The call has ended.`);
+    }
+    setStatus("error", "Not connected");
+  });
+  client.on("disconnected", ({ code, reason, wasJoined, error }) => {
+    log(`Connection to the server closed (${code}${reason ? " " + reason : ""})${error ? `; ${error.code}: ${error.message}` : ""}`, "error");
     if (!wasJoined) return;
     endCall();
-    notice("disconnected", "error", "Lost the connection to the server, so you left the call. Join again when it is back.");
+    if (error) {
+      notice("disconnected", "error", `Connection lost, and the server did not let you back in: ${error.message}`);
+    } else if (isResumableClose(code)) {
+      // Reconnecting gave up.
+      notice("disconnected", "error", "Connection lost: the server could not be reached, so you left the call. Join again when it is back.");
+    } else {
+      notice("disconnected", "error", `Connection lost: the server closed it (${reason || code}), so you left the call.`);
+    }
     setStatus("error", "Disconnected");
   });
 }

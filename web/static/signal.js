@@ -24,6 +24,18 @@
 // (sendrecv) and the data channel up front, whether or not a local stream is
 // set, so setLocalStream() later only swaps tracks (replaceTrack) and never
 // needs a new offer.
+//
+// Resume: when the WebSocket drops (no close frame: a network blip, a
+// proxy restart), the client reconnects with backoff and takes its seat
+// back with the `resume` token from created/joined and the number of frames
+// it received on the old socket; the server re-sends what it missed. The
+// peer connections, and any negotiation under way, are kept; what the
+// client sends meanwhile (answers, candidates, relays) waits in an outbox
+// and goes out in order after the resume. When the seat cannot be taken
+// back (resume-failed, or the resume window passed), every peer connection
+// is closed and the client joins the room afresh, as a newcomer. Closes
+// and timers go through the same queue as server messages, so every state
+// change happens in order with them.
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -62,6 +74,16 @@ export class SignalError extends Error {
  *   replace the ones the server sends.
  * @property {number} [timeout=10000] milliseconds to wait for the WebSocket
  *   to open and for the answer to join.
+ * @property {boolean} [reconnect=true] after an unexpected close, reconnect
+ *   and resume the seat (or join afresh); false: leave the room and emit
+ *   disconnected, as a close does.
+ * @property {number} [resumeWindow=15000] milliseconds after a drop during
+ *   which the client tries to take its seat back; keep it at most the
+ *   server's -resume-window (15 s by default). After it the seat counts as
+ *   lost: the peer connections are closed and the next attempt joins afresh.
+ * @property {number} [reconnectTimeout=60000] milliseconds after a drop
+ *   after which the client stops trying, leaves the room and emits
+ *   disconnected.
  * @property {(line: string) => void} [debug] receives a line per protocol
  *   step, for troubleshooting.
  */
@@ -71,7 +93,9 @@ export class SignalError extends Error {
  * @property {string} [id] peer id to ask for ([A-Za-z0-9_-]{1,64});
  *   default: the server picks one.
  * @property {number} [capacity] room capacity, when this join creates the room.
- * @property {string} [token] access token, passed to the server as is.
+ * @property {string} [token] join token (servers run with -auth-secret),
+ *   passed to the server as is. It is kept: a join afresh after a lost seat
+ *   sends it again.
  */
 
 /**
@@ -83,6 +107,8 @@ export class SignalError extends Error {
  *   when this join created it)
  * @property {boolean} created true when this join created the room
  * @property {RTCIceServer[]} iceServers ICE servers the server handed out
+ * @property {boolean} rejoined true when the client joined afresh by itself
+ *   after losing its seat (see the seatlost event), false for join()
  */
 
 /**
@@ -107,11 +133,20 @@ export class SignalError extends Error {
  * with client.on(type, fn) (fn gets the detail) or
  * client.addEventListener(type, ev => ev.detail).
  *
+ * A blip that the client rides out gives `reconnecting` (one or more)
+ * then `resumed`. A blip that costs the seat gives `reconnecting`,
+ * `peerleft` (reason "seat-lost") for every member, `seatlost`, more
+ * `reconnecting` maybe, then `joined` with rejoined: true. Giving up gives
+ * `disconnected` with wasJoined: true.
+ *
  * @typedef {object} ClientEvents
- * @property {JoinResult} joined this client is in a room (created or joined)
+ * @property {JoinResult} joined this client is in a room: join() succeeded,
+ *   or the client joined afresh after losing its seat (rejoined: true)
  * @property {{id: string}} peerjoined a member joined the room after us
  * @property {{id: string, reason: string}} peerleft a member left; reason is
- *   the server's (left, disconnected, timeout, slow, shutdown)
+ *   the server's (left, disconnected, timeout, slow, shutdown, kicked,
+ *   room-closed), or "seat-lost" when this client lost its own seat and
+ *   closed the connection to the member itself
  * @property {{id: string, state: RTCPeerConnectionState}} connectionstatechange
  *   a peer connection's state changed (new, connecting, connected,
  *   disconnected, failed, closed)
@@ -123,12 +158,68 @@ export class SignalError extends Error {
  * @property {{from: string, data: any}} relay a `message` relayed by the server
  * @property {{room: string, capacity: number}} full the room was full; join() rejects too
  * @property {{code: string, message: string, ref?: string, id?: string}} error
- *   a protocol error from the server, or a WebRTC failure with a peer (id)
+ *   a protocol error from the server, or a WebRTC failure with a peer (id).
+ *   Refusals of the client's own reconnection joins are not reported here
+ *   (see seatlost and disconnected).
  * @property {{message: string}} log a server log line (server run with -client-log)
- * @property {{code: number, reason: string}} disconnected the WebSocket
- *   closed without close() being called; the client left the room
+ * @property {{attempt: number, delay: number, code: number, reason: string, resume: boolean}} reconnecting
+ *   the WebSocket dropped while in a room (code and reason of its close,
+ *   1006 when it just failed) and the client will try again in delay ms:
+ *   attempt 1 right after the drop, then one per failed attempt. resume:
+ *   whether it will ask for its seat back (false once the seat is lost).
+ *   The state is "reconnecting"; the peer connections and data channels
+ *   stay up; relay() and signaling wait for the connection.
+ * @property {{room: string, id: string, peers: string[], attempts: number, after: number, sent: number}} resumed
+ *   the seat is back (same id, same peer connections) after attempts
+ *   attempts and after ms; sent messages queued meanwhile went out. The
+ *   server then re-sends what the client missed, which is handled as usual.
+ * @property {{reason: string}} seatlost the seat could not be taken back
+ *   (reason "resume-failed": the server refused it; "window": the resume
+ *   window passed; "no-token": the server gave none; "new-seat": the server
+ *   seated the client anew). Every peer connection was closed (each with a
+ *   peerleft "seat-lost" before this event); the client keeps reconnecting
+ *   and joins afresh, as a newcomer, which gives joined (rejoined: true).
+ * @property {{reason: "kicked"|"room-closed", message: string, room: string}} removed
+ *   an operator removed this client from the room (admin API): it is in no
+ *   room and does not reconnect. After "kicked" the server closes the
+ *   WebSocket; after "room-closed" it stays open for another join.
+ * @property {{code: number, reason: string, wasJoined: boolean, error?: {code: string, message: string}}} disconnected
+ *   the client is out of the room and not reconnecting: the WebSocket
+ *   closed in a way that cannot be resumed (a close frame from the server:
+ *   kicked or rate-limited 1008, replaced 4001, too large 1009, ...), or
+ *   reconnecting gave up (reconnectTimeout passed, or the server refused
+ *   the join afresh: error). Not after close().
  * @property {{}} left this client left the room (leave() or close())
  */
+
+/**
+ * Close codes after which the client does not reconnect: the server ended
+ * the session on purpose (1008 kicked, unauthorized, rate or slow; 1009
+ * too large; 4001 replaced by another connection), or a client-side error.
+ */
+const FINAL_CLOSE_CODES = new Set([1000, 1002, 1003, 1007, 1008, 1009, 1010]);
+
+/**
+ * Whether a WebSocket that closed with code may be resumed: a drop (1006,
+ * no close frame), or a server going away or restarting (1001, 1011-1014).
+ * @param {number} code
+ * @returns {boolean}
+ */
+export function isResumableClose(code) {
+  return !FINAL_CLOSE_CODES.has(code) && !(code >= 4000 && code <= 4999);
+}
+
+/** Reconnection backoff: the first attempt waits up to RECONNECT_MIN_DELAY,
+ * then the delay doubles up to RECONNECT_MAX_DELAY; each wait is drawn from
+ * [delay/2, delay]. */
+const RECONNECT_MIN_DELAY = 100;
+const RECONNECT_MAX_DELAY = 2000;
+/** Bounds one reconnection attempt: opening the WebSocket, and the answer to its join. */
+const ATTEMPT_TIMEOUT = 5000;
+/** Messages kept while reconnecting, at most. */
+const OUTBOX_LIMIT = 1000;
+/** ref of every leave, so that a "not-joined" answer to it can be ignored. */
+const LEAVE_REF = "leave";
 
 let nextRef = 1;
 
@@ -315,11 +406,13 @@ export class Peer {
   }
 }
 
+
 /**
  * A connection to a Rendezvous server and membership in one room at a time.
  *
  * States (client.state): "idle" (not in a room), "connecting" (opening the
- * WebSocket), "joining" (join sent), "joined", "closed" (after close()).
+ * WebSocket), "joining" (join sent), "joined", "reconnecting" (in a room,
+ * the WebSocket dropped, getting it back), "closed" (after close()).
  *
  * @fires ClientEvents
  */
@@ -330,7 +423,7 @@ export class RendezvousClient extends EventTarget {
     /** @type {string} WebSocket URL */
     this.url = options.url || defaultURL();
     this.options = options;
-    /** @type {"idle"|"connecting"|"joining"|"joined"|"closed"} */
+    /** @type {"idle"|"connecting"|"joining"|"joined"|"reconnecting"|"closed"} */
     this.state = "idle";
     /** @type {string|null} current room */
     this.room = null;
@@ -341,15 +434,15 @@ export class RendezvousClient extends EventTarget {
     /** @type {RTCIceServer[]} ICE servers from the server's created/joined */
     this.iceServers = [];
     /**
-     * Token to resume this membership after a dropped connection, when the
-     * server hands one out in created/joined (`resume`, planned for a later
-     * protocol revision); null otherwise.
+     * The server's `resume` token from the latest created/joined: it takes
+     * the seat back after a dropped connection. null when not in a room.
      * @type {string|null}
      */
     this.resumeToken = null;
     /**
-     * Frames received on the current WebSocket, for a later resume (the
-     * server asks how many arrived before the connection dropped).
+     * Frames received on the current WebSocket, every one since it opened:
+     * the server numbers the frames it writes on a connection from its
+     * start, and a resume tells it how many arrived.
      * @type {number}
      */
     this.framesReceived = 0;
@@ -361,10 +454,14 @@ export class RendezvousClient extends EventTarget {
     /** @type {WebSocket|null} */
     this._ws = null;
     this._opening = null; // Promise<WebSocket> while connecting
-    this._queue = Promise.resolve(); // signaling messages, one at a time
+    this._queue = Promise.resolve(); // server messages and state changes, one at a time
     this._pendingJoin = null; // {ref, resolve, reject, timer}
+    this._joinOpts = {}; // options of the latest join(), for a join afresh
     this._closing = false;
     this._generation = 0; // bumped by _reset: queued messages of an old membership are dropped
+    /** @type {object[]} messages to the server waiting for the connection */
+    this._outbox = [];
+    this._rc = null; // reconnection under way (see _startReconnect)
   }
 
   /**
@@ -384,15 +481,15 @@ export class RendezvousClient extends EventTarget {
    * Connects (if need be) and joins room. Resolves when the server answers
    * created or joined; the client then offers to each member already there.
    * Rejects with a SignalError: code "full" when the room is full, the
-   * server's code on a protocol error, or "unreachable", "disconnected",
-   * "timeout".
+   * server's code on a protocol error (e.g. "unauthorized": the join token
+   * is missing or not valid), or "unreachable", "disconnected", "timeout".
    * @param {string} room
    * @param {JoinOptions} [opts]
    * @returns {Promise<JoinResult>}
    */
   async join(room, opts = {}) {
     if (this.state === "closed") throw new SignalError("closed", "This client is closed; make a new one.");
-    if (this.state === "joined" || this.state === "joining") {
+    if (this.state === "joined" || this.state === "joining" || this.state === "reconnecting") {
       throw new SignalError("already-joined", `Already in room "${this.room}"; leave first.`);
     }
     this.state = "connecting";
@@ -407,11 +504,9 @@ export class RendezvousClient extends EventTarget {
       throw new SignalError("closed", "The join was cancelled by leave() or close().");
     }
     this.state = "joining";
+    this._joinOpts = { id: opts.id, capacity: opts.capacity, token: opts.token };
     const ref = `j${nextRef++}`;
-    const msg = { type: "join", room, ref };
-    if (opts.id) msg.id = opts.id;
-    if (opts.capacity) msg.capacity = opts.capacity;
-    if (opts.token) msg.token = opts.token;
+    const msg = this._joinMsg(ref, room);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         // Give up on this connection: closing it also undoes a join the
@@ -427,12 +522,15 @@ export class RendezvousClient extends EventTarget {
   }
 
   /**
-   * Leaves the room: sends leave and closes every peer connection. The
-   * WebSocket stays open for another join. The local stream is kept.
+   * Leaves the room: sends leave, so that the server frees the seat at
+   * once and the members see peer-left "left", and closes every peer
+   * connection. The WebSocket stays open for another join. The local
+   * stream is kept. While reconnecting, the seat is released on a separate
+   * connection (best effort; else the server frees it when its resume
+   * window ends).
    */
   leave() {
-    const wasIn = this.state === "joined" || this.state === "joining";
-    if (wasIn) this._send({ type: "leave" });
+    const wasIn = this._leaveSeat();
     this._failJoin(new SignalError("closed", "Left before the join was answered."));
     this._reset();
     if (this.state !== "closed") this.state = "idle";
@@ -445,8 +543,7 @@ export class RendezvousClient extends EventTarget {
    */
   close() {
     if (this.state === "closed") return;
-    const wasIn = this.state === "joined" || this.state === "joining";
-    if (wasIn) this._send({ type: "leave" });
+    const wasIn = this._leaveSeat();
     this._failJoin(new SignalError("closed", "The client was closed."));
     this._reset();
     this.state = "closed";
@@ -458,7 +555,8 @@ export class RendezvousClient extends EventTarget {
   /**
    * Sends data over the data channel to one member (to) or to every member
    * whose channel is open. Strings and binary are sent as they are; other
-   * values as JSON text.
+   * values as JSON text. Data channels do not need the server, so this
+   * works while reconnecting too.
    * @param {any} data
    * @param {string} [to] a member's id; omitted: everyone
    * @returns {number} how many members it was sent to
@@ -476,7 +574,7 @@ export class RendezvousClient extends EventTarget {
   /**
    * Sends data through the server (a protocol `message`), to one member or
    * to all. Useful before the data channel is open. Members get a `relay`
-   * event.
+   * event. While reconnecting it waits, in order, for the connection.
    * @param {any} data any JSON value
    * @param {string} [to]
    */
@@ -542,8 +640,32 @@ export class RendezvousClient extends EventTarget {
     return cfg;
   }
 
-  /** Opens the WebSocket, or returns the open one. */
-  _connect() {
+  /** A join of room (default: this.room) with the options of the latest join(). */
+  _joinMsg(ref, room = this.room) {
+    const o = this._joinOpts;
+    const msg = { type: "join", room, ref };
+    if (o.id) msg.id = o.id;
+    if (o.capacity) msg.capacity = o.capacity;
+    if (o.token) msg.token = o.token;
+    return msg;
+  }
+
+  /**
+   * Runs fn in the queue, after the server messages received so far.
+   * Closes and timers use it, so that state changes happen in order with
+   * the messages.
+   */
+  _task(fn) {
+    this._queue = this._queue.then(fn).catch((err) => {
+      this._emit("error", { code: "internal", message: String(err && err.stack || err) });
+    });
+  }
+
+  /**
+   * Opens the WebSocket, or returns the open one.
+   * @param {number} [timeout] for the opening, ms
+   */
+  _connect(timeout = this._timeout()) {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) return Promise.resolve(this._ws);
     if (this._opening) return this._opening;
     this._closing = false;
@@ -561,21 +683,23 @@ export class RendezvousClient extends EventTarget {
           ws.close();
           reject(new SignalError("unreachable", `The server at ${this.url} did not answer in time.`));
         }
-      }, this._timeout());
+      }, timeout);
       ws.onopen = () => {
         opened = true;
         clearTimeout(timer);
-        this.framesReceived = 0;
         if (this._closing) {
           ws.close(1000, "bye");
           reject(new SignalError("closed", "The client was closed."));
           return;
         }
+        this.framesReceived = 0;
         this._ws = ws;
         this._debug(`websocket open ${this.url}`);
         resolve(ws);
       };
-      ws.onmessage = (ev) => this._onFrame(ev.data);
+      ws.onmessage = (ev) => {
+        if (ws === this._ws) this._onFrame(ev.data);
+      };
       ws.onclose = (ev) => {
         clearTimeout(timer);
         if (!opened) {
@@ -591,24 +715,41 @@ export class RendezvousClient extends EventTarget {
   }
 
   /**
-   * The WebSocket closed. If close() was not called, the membership is
-   * lost: the server has told the others we left.
-   *
-   * This is where automatic resume belongs: instead of resetting, reconnect
-   * with backoff and send join with {resume: this.resumeToken}, keeping
-   * this.peers (their RTCPeerConnections need no signaling while media
-   * flows).
+   * The WebSocket closed, and not because this client closed it. What that
+   * means is decided in the queue, after the frames that came before it.
    */
   _onSocketClose(ws, ev) {
     if (ws !== this._ws) return;
     this._ws = null;
-    this._debug(`websocket closed ${ev.code} ${ev.reason}`);
+    const received = this.framesReceived;
+    const close = { code: ev.code, reason: ev.reason };
+    this._debug(`websocket closed ${ev.code} ${ev.reason} after ${received} frames`);
     if (this._closing || this.state === "closed") return;
+    this._task(() => this._closed(close, received));
+  }
+
+  /**
+   * Handles the close of the WebSocket (in the queue). In a room, a drop
+   * starts a reconnection; a close that cannot be resumed takes the client
+   * out of the room.
+   * @param {{code: number, reason: string}} close
+   * @param {number} received frames received on the socket
+   */
+  _closed(close, received) {
+    if (this._closing || this.state === "closed") return;
+    if (this.state === "reconnecting") {
+      this._attemptEnded(this._rc, close, `closed (${close.code})`);
+      return;
+    }
+    if (this.state === "joined" && this.options.reconnect !== false && isResumableClose(close.code)) {
+      this._startReconnect(close, received);
+      return;
+    }
     const wasIn = this.state === "joined" || this.state === "joining";
-    this._failJoin(new SignalError("disconnected", `The connection to the server closed (${ev.code}${ev.reason ? " " + ev.reason : ""}).`));
+    this._failJoin(new SignalError("disconnected", `The connection to the server closed (${close.code}${close.reason ? " " + close.reason : ""}).`));
     this._reset();
     this.state = "idle";
-    this._emit("disconnected", { code: ev.code, reason: ev.reason, wasJoined: wasIn });
+    this._emit("disconnected", { code: close.code, reason: close.reason, wasJoined: wasIn });
   }
 
   /** Closes the WebSocket without treating it as an unexpected close. */
@@ -619,10 +760,12 @@ export class RendezvousClient extends EventTarget {
   }
 
   _reset() {
+    this._stopReconnect();
     for (const p of this.peers.values()) p.close();
     this.peers.clear();
     this.room = this.id = this.capacity = null;
     this.resumeToken = null;
+    this._outbox = [];
     // Drop signaling messages still queued for the old membership.
     this._generation++;
   }
@@ -635,13 +778,90 @@ export class RendezvousClient extends EventTarget {
     pj.reject(err);
   }
 
+  /**
+   * Tells the server this client leaves its seat, if it has one: a leave
+   * on the open WebSocket, or, when the WebSocket is gone, a resume then
+   * leave on a separate one. Returns whether the client was in a room.
+   */
+  _leaveSeat() {
+    const st = this.state;
+    if (st !== "joined" && st !== "joining" && st !== "reconnecting") return false;
+    const ws = this._ws;
+    const r = this._rc;
+    if (r && ws && ws.readyState === WebSocket.OPEN && r.phase === "joining") {
+      // The attempt's join is out: wait for its answer on that socket,
+      // then leave; the socket is no longer this client's.
+      this._ws = null;
+      this._releaseOn(ws, r.ref);
+    } else if (st !== "reconnecting" && ws && ws.readyState === WebSocket.OPEN) {
+      this._sendOn(ws, { type: "leave", ref: LEAVE_REF });
+    } else if (this.resumeToken && this.room && !(r && r.seatLost)) {
+      this._releaseSeat(this.room, this.resumeToken);
+    }
+    return true;
+  }
+
+  /**
+   * Frees a seat this client no longer has a WebSocket for: resumes it on
+   * a new WebSocket, leaves, and closes. Best effort: one try.
+   */
+  _releaseSeat(room, token) {
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      return;
+    }
+    const ref = `r${nextRef++}`;
+    this._debug(`releasing the seat in ${room}`);
+    ws.onopen = () => ws.send(JSON.stringify({ type: "join", room, resume: token, ref }));
+    this._releaseOn(ws, ref);
+  }
+
+  /**
+   * Makes ws, whose join with ref is (or will be) out, leave the seat that
+   * join takes, then close.
+   */
+  _releaseOn(ws, ref) {
+    const finish = () => {
+      clearTimeout(timer);
+      ws.onmessage = null;
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000, "bye");
+    };
+    const timer = setTimeout(finish, ATTEMPT_TIMEOUT);
+    ws.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch { return; }
+      if (!m || m.ref !== ref) return;
+      if (m.type === "joined" || m.type === "created") ws.send(JSON.stringify({ type: "leave", ref: LEAVE_REF }));
+      finish();
+    };
+    ws.onclose = () => clearTimeout(timer);
+    ws.onerror = () => {};
+  }
+
+  /**
+   * Sends msg to the server now, or, while the connection is down in a
+   * room, queues it for after the resume.
+   */
   _send(msg) {
-    if (this._ws) this._sendOn(this._ws, msg);
+    const ws = this._ws;
+    if (this.state !== "reconnecting" && ws && ws.readyState === WebSocket.OPEN) {
+      this._sendOn(ws, msg);
+      return;
+    }
+    if (this.state !== "reconnecting" && this.state !== "joined") return;
+    if (this._outbox.length >= OUTBOX_LIMIT) {
+      this._emit("error", { code: "outbox-full", message: `Too many messages (${OUTBOX_LIMIT}) wait for the connection; this ${msg.type} was dropped.` });
+      return;
+    }
+    this._debug(`queued ${msg.type}${msg.to ? " to " + msg.to : ""} until the connection is back`);
+    this._outbox.push(msg);
   }
 
   _sendOn(ws, msg) {
     if (ws.readyState !== WebSocket.OPEN) return;
-    this._debug(`→ ${msg.type}${msg.to ? " to " + msg.to : ""}`);
+    this._debug(`→ ${msg.type}${msg.to ? " to " + msg.to : ""}${msg.resume ? ` (resume, received ${msg.received})` : ""}`);
     ws.send(JSON.stringify(msg));
   }
 
@@ -655,7 +875,7 @@ export class RendezvousClient extends EventTarget {
       return;
     }
     if (!msg || typeof msg.type !== "string") return;
-    this._debug(`← ${msg.type}${msg.from ? " from " + msg.from : ""}`);
+    this._debug(`← ${msg.type}${msg.from ? " from " + msg.from : ""}${msg.resumed ? " (resumed)" : ""}`);
     const gen = this._generation;
     this._queue = this._queue
       .then(() => (gen === this._generation ? this._handle(msg) : undefined))
@@ -664,13 +884,27 @@ export class RendezvousClient extends EventTarget {
       });
   }
 
+  /** Whether msg answers the join of the reconnection under way. */
+  _isAttemptAnswer(msg) {
+    return !!this._rc && !!msg.ref && msg.ref === this._rc.ref;
+  }
+
   /** Handles one server message; the queue runs these one at a time. */
   async _handle(msg) {
     switch (msg.type) {
       case "created":
       case "joined":
-        return this._onJoined(msg);
+        if (this._isAttemptAnswer(msg)) return this._onAttemptJoined(msg);
+        // An answer to a join that leave() or close() abandoned: the leave
+        // that followed it takes us out of the room again.
+        if (!this._isJoinAnswer(msg)) return;
+        return this._takeSeat(msg, false);
       case "full": {
+        if (this._isAttemptAnswer(msg)) {
+          // Most likely our own old seat, still held: try again later.
+          this._dropSocket();
+          return this._attemptEnded(this._rc, null, `room full (${msg.capacity})`);
+        }
         if (!this._isJoinAnswer(msg)) return;
         const err = new SignalError("full", `Room "${msg.room}" is full (capacity ${msg.capacity}).`, { room: msg.room, capacity: msg.capacity });
         if (this.state === "joining") this.state = "idle";
@@ -679,12 +913,15 @@ export class RendezvousClient extends EventTarget {
         return;
       }
       case "error": {
+        if (this._isAttemptAnswer(msg)) return this._onAttemptError(msg);
+        if (msg.ref === LEAVE_REF && msg.code === "not-joined") return;
         const pj = this._pendingJoin;
         if (pj && msg.ref === pj.ref) {
           this.state = "idle";
           this._failJoin(new SignalError(msg.code, msg.message, { ref: msg.ref }));
         }
         this._emit("error", { code: msg.code, message: msg.message, ref: msg.ref });
+        if ((msg.code === "kicked" || msg.code === "room-closed") && !msg.ref) this._removed(msg);
         return;
       }
       case "log":
@@ -723,10 +960,21 @@ export class RendezvousClient extends EventTarget {
     return !!pj && this.state === "joining" && (!msg.ref || msg.ref === pj.ref);
   }
 
-  async _onJoined(msg) {
-    // An answer to a join that leave() or close() abandoned: the leave that
-    // followed it takes us out of the room again.
-    if (!this._isJoinAnswer(msg)) return;
+  /** An operator closed the room or kicked this client (admin API). */
+  _removed(msg) {
+    if (this.state !== "joined" && this.state !== "reconnecting") return;
+    const room = this.room;
+    this._reset();
+    this.state = "idle";
+    this._emit("removed", { reason: msg.code, message: msg.message, room });
+  }
+
+  /**
+   * Takes the seat that created/joined msg gives: a join() answered, or a
+   * join afresh after a lost seat (rejoined). The client then offers to
+   * each member already there.
+   */
+  async _takeSeat(msg, rejoined) {
     this.room = msg.room;
     this.id = msg.id;
     this.capacity = msg.capacity;
@@ -737,7 +985,7 @@ export class RendezvousClient extends EventTarget {
     /** @type {JoinResult} */
     const result = {
       room: msg.room, id: msg.id, capacity: msg.capacity, peers,
-      created: msg.type === "created", iceServers: this.iceServers,
+      created: msg.type === "created", iceServers: this.iceServers, rejoined,
     };
     const pj = this._pendingJoin;
     this._pendingJoin = null;
@@ -752,6 +1000,215 @@ export class RendezvousClient extends EventTarget {
       }
     }
   }
+
+  // ---- reconnection ----
+  //
+  // Everything below runs in the queue (timers go through _task), so a
+  // reconnection's steps never interleave with the handling of a message.
+  // this._rc is the reconnection under way; a step whose reconnection is no
+  // longer this._rc (leave(), close(), done) does nothing.
+
+  /**
+   * The WebSocket dropped while in a room: keep the room, the peers and
+   * their negotiations, and get a connection back.
+   * @param {{code: number, reason: string}} close
+   * @param {number} received frames received on the dropped socket
+   */
+  _startReconnect(close, received) {
+    const now = performance.now();
+    const o = this.options;
+    const resumeWindow = o.resumeWindow ?? 15000;
+    const r = {
+      code: close.code, reason: close.reason, received, token: this.resumeToken,
+      seatLost: false, attempt: 0, delay: RECONNECT_MIN_DELAY, since: now,
+      resumeBy: now + resumeWindow, giveUpAt: now + (o.reconnectTimeout ?? 60000),
+      phase: "waiting", // then "connecting", "joining"
+      ref: null, timer: 0, answerTimer: 0, windowTimer: 0,
+    };
+    this._rc = r;
+    this.state = "reconnecting";
+    this._debug(`reconnecting: the connection dropped (${close.code}) after ${received} frames`);
+    this._schedule(r);
+    if (!r.token) this._loseSeat(r, "no-token");
+    else r.windowTimer = setTimeout(() => this._task(() => this._windowPassed(r)), resumeWindow);
+  }
+
+  _stopReconnect() {
+    const r = this._rc;
+    if (!r) return;
+    this._rc = null;
+    clearTimeout(r.timer);
+    clearTimeout(r.answerTimer);
+    clearTimeout(r.windowTimer);
+  }
+
+  /** Schedules the next attempt, with backoff, and says so. */
+  _schedule(r) {
+    const now = performance.now();
+    let wait;
+    if (r.attempt === 0) {
+      wait = Math.random() * RECONNECT_MIN_DELAY;
+    } else {
+      wait = r.delay / 2 + Math.random() * r.delay / 2;
+      r.delay = Math.min(2 * r.delay, RECONNECT_MAX_DELAY);
+    }
+    wait = Math.min(wait, Math.max(0, r.giveUpAt - now));
+    r.phase = "waiting";
+    r.ref = null;
+    this._emit("reconnecting", { attempt: r.attempt + 1, delay: Math.round(wait), code: r.code, reason: r.reason, resume: !r.seatLost && !!r.token });
+    r.timer = setTimeout(() => this._task(() => this._attempt(r)), wait);
+  }
+
+  /** One attempt: open a WebSocket, then join (resume, or afresh). */
+  _attempt(r) {
+    if (this._rc !== r) return;
+    const now = performance.now();
+    if (now >= r.giveUpAt) {
+      this._giveUp(r, null);
+      return;
+    }
+    if (!r.seatLost && now >= r.resumeBy) this._loseSeat(r, "window");
+    r.attempt++;
+    r.phase = "connecting";
+    this._debug(`reconnect attempt ${r.attempt}`);
+    this._connect(Math.min(this._timeout(), ATTEMPT_TIMEOUT)).then(
+      (ws) => this._task(() => this._sendAttemptJoin(r, ws)),
+      (err) => this._task(() => {
+        if (this._rc === r && r.phase === "connecting") this._attemptEnded(r, null, err.message);
+      }),
+    );
+  }
+
+  _sendAttemptJoin(r, ws) {
+    // A socket that closed meanwhile has its close queued: it ends the attempt.
+    if (this._rc !== r || ws !== this._ws || ws.readyState !== WebSocket.OPEN) return;
+    r.ref = `j${nextRef++}`;
+    r.phase = "joining";
+    const msg = r.seatLost ? this._joinMsg(r.ref)
+      : { type: "join", room: this.room, resume: r.token, received: r.received, ref: r.ref };
+    this._sendOn(ws, msg);
+    this._armAnswerTimer(r, ws);
+  }
+
+  _armAnswerTimer(r, ws) {
+    clearTimeout(r.answerTimer);
+    const ref = r.ref;
+    r.answerTimer = setTimeout(() => this._task(() => {
+      if (this._rc !== r || r.ref !== ref) return;
+      if (this._ws === ws) this._dropSocket();
+      this._attemptEnded(r, null, "no answer to the join");
+    }), ATTEMPT_TIMEOUT);
+  }
+
+  /**
+   * An attempt failed (its socket closed, could not open, or the join was
+   * refused for now): try again, unless the close says not to.
+   */
+  _attemptEnded(r, close, why) {
+    if (!r || this._rc !== r) return;
+    clearTimeout(r.answerTimer);
+    this._debug(`reconnect attempt ${r.attempt} failed: ${why}`);
+    if (close && !isResumableClose(close.code)) {
+      this._giveUp(r, { code: close.code, reason: close.reason });
+      return;
+    }
+    this._schedule(r);
+  }
+
+  /** The answer to an attempt's join: the seat is back, or a new one. */
+  async _onAttemptJoined(msg) {
+    const r = this._rc;
+    clearTimeout(r.answerTimer);
+    if (msg.type === "joined" && msg.resumed && !r.seatLost) {
+      this._stopReconnect();
+      this.state = "joined";
+      if (msg.resume) this.resumeToken = msg.resume;
+      if (Array.isArray(msg.iceServers)) this.iceServers = msg.iceServers;
+      if (msg.capacity) this.capacity = msg.capacity;
+      // What was queued meanwhile goes out first, in order. (Should the new
+      // socket have closed already, it stays queued: its close, next in
+      // the queue, starts another reconnection.)
+      const ws = this._ws;
+      const queued = ws && ws.readyState === WebSocket.OPEN ? this._outbox : [];
+      if (queued.length) this._outbox = [];
+      for (const m of queued) this._sendOn(ws, m);
+      this._debug(`resumed after ${r.attempt} attempts; sent ${queued.length} queued messages`);
+      this._emit("resumed", {
+        room: msg.room, id: msg.id, peers: Array.isArray(msg.peers) ? msg.peers : [],
+        attempts: r.attempt, after: Math.round(performance.now() - r.since), sent: queued.length,
+      });
+      return;
+    }
+    if (!r.seatLost) this._loseSeat(r, "new-seat");
+    this._stopReconnect();
+    await this._takeSeat(msg, true);
+  }
+
+  /** The server refused an attempt's join. */
+  _onAttemptError(msg) {
+    const r = this._rc;
+    clearTimeout(r.answerTimer);
+    this._debug(`reconnect: join refused: ${msg.code}: ${msg.message}`);
+    const ws = this._ws;
+    switch (msg.code) {
+      case "resume-failed":
+        if (!r.seatLost) this._loseSeat(r, "resume-failed");
+        if (ws && ws.readyState === WebSocket.OPEN) {
+          // Join afresh on the same connection.
+          r.ref = `j${nextRef++}`;
+          this._sendOn(ws, this._joinMsg(r.ref));
+          this._armAnswerTimer(r, ws);
+          return;
+        }
+        this._attemptEnded(r, null, msg.code);
+        return;
+      case "rate-limited":
+      case "id-taken": // our old seat's id, still held
+        this._dropSocket();
+        this._attemptEnded(r, null, msg.code);
+        return;
+      default: // unauthorized (an expired token), ...: trying again will not help
+        this._giveUp(r, { error: { code: msg.code, message: msg.message } });
+    }
+  }
+
+  /** The resume window passed: unless a resume is being answered, the seat is lost. */
+  _windowPassed(r) {
+    if (this._rc !== r || r.seatLost || r.phase === "joining") return;
+    this._loseSeat(r, "window");
+  }
+
+  /**
+   * The seat is gone: the other members have seen this client leave (or
+   * will), so every peer connection is closed, and what waited to be sent
+   * to them dropped. Reconnecting goes on, to join afresh.
+   */
+  _loseSeat(r, reason) {
+    r.seatLost = true;
+    clearTimeout(r.windowTimer);
+    this.resumeToken = null;
+    this._outbox = [];
+    const ids = [...this.peers.keys()];
+    for (const id of ids) this.peers.get(id).close();
+    this.peers.clear();
+    this._debug(`seat lost (${reason})`);
+    for (const id of ids) this._emit("peerleft", { id, reason: "seat-lost" });
+    this._emit("seatlost", { reason });
+  }
+
+  /** Stops reconnecting: the client is out of the room. */
+  _giveUp(r, why) {
+    this._debug(`reconnecting gave up after ${r.attempt} attempts`);
+    this._reset();
+    this._dropSocket();
+    this.state = "idle";
+    const detail = { code: r.code, reason: r.reason, wasJoined: true };
+    if (why && why.code != null) Object.assign(detail, { code: why.code, reason: why.reason });
+    if (why && why.error) detail.error = why.error;
+    this._emit("disconnected", detail);
+  }
+
+  // ---- negotiation ----
 
   /** @returns {Peer} */
   _addPeer(id, role) {
