@@ -3,6 +3,7 @@ package signal
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -110,11 +111,13 @@ func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
 	if rm != nil {
 		members := slices.Clone(rm.members)
 		n = len(members)
+		msg := fmt.Sprintf("An operator closed room %q; you are in no room now.", name)
 		for _, m := range members {
 			c := m.conn
+			s.buryLocked(m, CodeRoomClosed, msg)
 			s.removeMemberLocked(m, ReasonRoomClosed)
 			if c != nil {
-				c.sendError(perr(CodeRoomClosed, "An operator closed room %q; you are in no room now.", name), "")
+				c.sendError(perr(CodeRoomClosed, "%s", msg), "")
 			}
 		}
 	}
@@ -144,9 +147,11 @@ func (s *Server) apiKick(w http.ResponseWriter, r *http.Request) {
 	var c *conn
 	if m != nil {
 		c = m.conn
+		msg := fmt.Sprintf("An operator removed you from room %q.", name)
+		s.buryLocked(m, CodeKicked, msg)
 		s.removeMemberLocked(m, ReasonKicked)
 		if c != nil {
-			c.sendError(perr(CodeKicked, "An operator removed you from room %q.", name), "")
+			c.sendError(perr(CodeKicked, "%s", msg), "")
 		}
 	}
 	s.mu.Unlock()

@@ -93,7 +93,8 @@ type conn struct {
 	closeSent atomic.Bool // a close frame went out; the read deadline is final
 
 	// guarded by Server.mu
-	member *member // the connection's seat, nil when in no room
+	member   *member // the connection's seat, nil when in no room
+	resuming *member // a seat this connection waits to take over (see pendingResume)
 
 	mu         sync.Mutex
 	queue      [][]byte       // guarded by mu: frames not yet written; writeLoop removes each once written

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -483,5 +484,66 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("metrics off: %s", resp.Status)
+	}
+}
+
+// A connection waiting to take over a seat cannot join elsewhere meanwhile.
+func TestResumeThenJoinElsewhere(t *testing.T) {
+	s := start(t, signal.Config{})
+	_, _, created, _ := resumePair(t, s, "two-rooms")
+	a2 := dial(t, s)
+	a2.sendf(`{"type":"join","room":"two-rooms","resume":%q}`, created.Resume)
+	a2.send(`{"type":"join","room":"other","ref":"second"}`)
+	var sawResumed, sawRefusal bool
+	for !sawResumed || !sawRefusal {
+		m := a2.next()
+		switch {
+		case m.Type == signal.TypeJoined && m.Resumed:
+			sawResumed = true
+		case m.Type == signal.TypeError && m.Code == signal.CodeAlreadyJoined && m.Ref == "second":
+			sawRefusal = true
+		case m.Type == signal.TypeCreated:
+			t.Fatalf("joined a second room while resuming: %+v", m)
+		}
+	}
+}
+
+// A member removed by an operator while it was away learns why when it
+// tries to resume, instead of coming back as a newcomer.
+func TestResumeAfterKickOrClose(t *testing.T) {
+	for _, tt := range []struct {
+		name, path, code string
+	}{
+		{"kicked", "/peers/", signal.CodeKicked},
+		{"room closed", "", signal.CodeRoomClosed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, signal.Config{AdminToken: "t"})
+			a, _, created, _ := resumePair(t, s, "k")
+			a.Abort()
+			eventually(t, "the drop", func() bool { _, n, _ := health(t, s); return n == 1 })
+			path := "/api/rooms/k"
+			if tt.path != "" {
+				path += tt.path + created.ID
+			}
+			if code, _ := apiDo(t, s, http.MethodDelete, path, "t"); code != http.StatusOK {
+				t.Fatalf("DELETE %s: %d", path, code)
+			}
+			a2 := dial(t, s)
+			a2.sendf(`{"type":"join","room":"k","resume":%q,"ref":"r"}`, created.Resume)
+			a2.expectError(tt.code, "r")
+		})
+	}
+}
+
+func TestStaticFilesAllowCrossOriginImport(t *testing.T) {
+	s := start(t, signal.Config{Files: fstest.MapFS{"signal.js": {Data: []byte("export {}")}}})
+	resp, err := http.Get(s.HTTP.URL + "/signal.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("%s, Access-Control-Allow-Origin %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 }

@@ -91,6 +91,10 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 		c.sendError(perr(CodeAlreadyJoined, "This connection is already in room %q; send leave first.", c.member.room.name), jm.ref)
 		return membership{}, nil
 	}
+	if c.resuming != nil {
+		c.sendError(perr(CodeAlreadyJoined, "This connection is resuming a seat in room %q; wait for joined.", c.resuming.room.name), jm.ref)
+		return membership{}, nil
+	}
 	if jm.resume != "" {
 		return s.resumeLocked(c, jm)
 	}
@@ -152,6 +156,27 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 	return membership{event: reply.Type, room: r.name, id: id}, nil
 }
 
+// tombstone remembers, for the resume window, why a seat whose member was
+// absent was taken away, so that its resume gets that reason.
+type tombstone struct {
+	code, msg string
+	until     time.Time
+}
+
+// buryLocked records why m's seat was taken away, if m is absent, and
+// drops expired records. s.mu is held for writing.
+func (s *Server) buryLocked(m *member, code, msg string) {
+	now := time.Now()
+	for tok, t := range s.tombstones {
+		if now.After(t.until) {
+			delete(s.tombstones, tok)
+		}
+	}
+	if m.conn == nil && s.cfg.ResumeWindow > 0 {
+		s.tombstones[m.resume] = tombstone{code: code, msg: msg, until: now.Add(s.cfg.ResumeWindow)}
+	}
+}
+
 // resumeLocked gives c the seat that jm's resume token names: the member
 // gets joined with "resumed": true and then every frame it missed, and the
 // other members see nothing. When the seat's old connection is still open,
@@ -169,6 +194,13 @@ func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
 		m = r.member(id)
 	}
 	if m == nil || !sameToken(m.resume, jm.resume) {
+		if tomb, ok := s.tombstones[jm.resume]; ok && time.Now().Before(tomb.until) {
+			// The seat was taken away while the member was absent: say so,
+			// so that the client does not come back as a newcomer.
+			s.metrics.resumes.WithLabelValues("failed").Inc()
+			c.sendError(perr(tomb.code, "%s", tomb.msg), jm.ref)
+			return membership{}, nil
+		}
 		s.metrics.resumes.WithLabelValues("expired").Inc()
 		c.sendError(perr(CodeResumeFailed, "The seat in room %q has expired (the resume window is %s); join without the token to get a new seat.", jm.room, s.cfg.ResumeWindow), jm.ref)
 		return membership{}, nil
@@ -180,6 +212,7 @@ func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
 	}
 	if ghost := m.conn; ghost != nil {
 		m.pending = &pendingResume{conn: c, msg: *jm}
+		c.resuming = m
 		return membership{}, ghost
 	}
 	return s.completeResumeLocked(m, c, jm), nil
@@ -221,7 +254,8 @@ func (s *Server) holdSeatLocked(m *member, backlog seatBacklog) membership {
 	m.backlog = backlog
 	if p := m.pending; p != nil {
 		m.pending = nil
-		if p.conn.open() {
+		p.conn.resuming = nil
+		if p.conn.open() && p.conn.member == nil {
 			ev := s.completeResumeLocked(m, p.conn, &p.msg)
 			s.log.Info("join", "conn", p.conn.n, "remote", p.conn.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
 			return ev
@@ -299,6 +333,7 @@ func (s *Server) dropMemberLocked(m *member, reason string) membership {
 	}
 	if p := m.pending; p != nil {
 		m.pending = nil
+		p.conn.resuming = nil
 		p.conn.sendError(perr(CodeResumeFailed, "The seat in room %q was released (%s) before the resume completed.", r.name, reason), p.msg.ref)
 	}
 	m.backlog = seatBacklog{}

@@ -167,10 +167,11 @@ type Server struct {
 	nconns atomic.Int64 // open connections, for MaxConns and /healthz
 	nextID atomic.Uint64
 
-	mu      sync.RWMutex
-	rooms   map[string]*room   // guarded by mu
-	conns   map[*conn]struct{} // guarded by mu
-	closing bool               // guarded by mu; set once by Shutdown
+	mu         sync.RWMutex
+	rooms      map[string]*room     // guarded by mu
+	tombstones map[string]tombstone // guarded by mu; by resume token
+	conns      map[*conn]struct{}   // guarded by mu
+	closing    bool                 // guarded by mu; set once by Shutdown
 
 	wg sync.WaitGroup // every connection goroutine
 
@@ -182,11 +183,12 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		rooms:  make(map[string]*room),
-		conns:  make(map[*conn]struct{}),
-		closed: make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		rooms:      make(map[string]*room),
+		tombstones: make(map[string]tombstone),
+		conns:      make(map[*conn]struct{}),
+		closed:     make(chan struct{}),
 
 		resumes:    newResumeTokens(),
 		jwtParser:  newJWTParser(),
@@ -212,7 +214,13 @@ func NewServer(cfg Config) *Server {
 	}
 	s.adminRoutes(r.PathPrefix("/api").Subrouter())
 	if cfg.Files != nil {
-		r.PathPrefix("/").Handler(http.FileServerFS(cfg.Files)).Methods(http.MethodGet, http.MethodHead)
+		// The browser client's files are public: other sites may import
+		// signal.js (the WebSocket itself still checks the Origin).
+		files := http.FileServerFS(cfg.Files)
+		r.PathPrefix("/").Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			files.ServeHTTP(w, r)
+		})).Methods(http.MethodGet, http.MethodHead)
 	}
 	s.handler = r
 	return s
