@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // frameConn is the net.Conn under a server-side gorilla/websocket.Conn. It
@@ -35,7 +36,8 @@ type frameConn struct {
 
 	wmu      sync.Mutex // serializes writes and guards the fields below
 	batching bool
-	wbuf     *[]byte // pooled; gathered writes
+	wbuf     *[]byte   // pooled; gathered writes
+	wdl      time.Time // the write deadline last set on the socket
 }
 
 const (
@@ -230,6 +232,31 @@ func (fc *frameConn) awaitDataFrame(onPing, onPong func(payload []byte)) error {
 			onPong(payload[:n])
 		}
 	}
+}
+
+// writeDeadlineSlack is how much later than the one in force a new write
+// deadline may be and still be left unset: gorilla sets one before every
+// frame, and each costs the runtime a timer update.
+const writeDeadlineSlack = time.Second
+
+// SetWriteDeadline sets the write deadline, unless it is at most
+// writeDeadlineSlack later than the one in force.
+func (fc *frameConn) SetWriteDeadline(t time.Time) error {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	if !t.IsZero() && !fc.wdl.IsZero() && !t.Before(fc.wdl) && t.Sub(fc.wdl) < writeDeadlineSlack {
+		return nil
+	}
+	fc.wdl = t
+	return fc.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines.
+func (fc *frameConn) SetDeadline(t time.Time) error {
+	fc.wmu.Lock()
+	fc.wdl = t
+	fc.wmu.Unlock()
+	return fc.Conn.SetDeadline(t)
 }
 
 // beginBatch starts gathering writes; flush sends them.

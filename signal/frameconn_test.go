@@ -223,6 +223,35 @@ func TestWriteBatching(t *testing.T) {
 	_ = fc.flush()
 }
 
+// deadlineConn counts write deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return nil
+}
+
+func TestWriteDeadlineCoalescing(t *testing.T) {
+	dc := &deadlineConn{}
+	fc := newFrameConn(dc)
+	base := time.Now()
+	for _, d := range []time.Duration{10 * time.Second, 10*time.Second + 100*time.Millisecond, 10*time.Second + 900*time.Millisecond} {
+		_ = fc.SetWriteDeadline(base.Add(d))
+	}
+	if len(dc.set) != 1 {
+		t.Fatalf("%d deadlines set for three within a second of each other, want 1", len(dc.set))
+	}
+	_ = fc.SetWriteDeadline(base.Add(12 * time.Second)) // a second or more later: set
+	_ = fc.SetWriteDeadline(base.Add(time.Second))      // earlier: always set
+	_ = fc.SetWriteDeadline(time.Time{})                // none: always set
+	if len(dc.set) != 4 || !dc.set[3].IsZero() {
+		t.Fatalf("deadlines set: %v", dc.set)
+	}
+}
+
 func TestAcked(t *testing.T) {
 	c := &conn{}
 	c.recent = [][]byte{[]byte("4"), []byte("5"), []byte("6")}
