@@ -3,6 +3,7 @@ package peer
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -22,8 +23,26 @@ type Config struct {
 	// Capacity is the room capacity to ask for when this join creates the
 	// room; 0 takes the server's default.
 	Capacity int
-	// Dial configures the WebSocket connection; nil means defaults.
+	// Token is the join token, for servers that require one (run with
+	// -auth-secret): an HS256 JWT such as signal.MintToken or `rendezvous
+	// token` makes. It is sent in every join except a resume. A token the
+	// server refuses makes Join fail with an error wrapping ErrUnauthorized
+	// and the server's *signal.Error (code unauthorized).
+	Token string
+	// Dial configures the WebSocket connection (every reconnection too);
+	// nil means defaults.
 	Dial *signal.DialOptions
+	// ResumeWindow is how long the server holds this peer's seat after its
+	// signaling connection drops: set it to the server's -resume-window
+	// (default DefaultResumeWindow, the server's default). When the
+	// connection drops (no close frame), the peer reconnects with backoff
+	// and resumes its seat, keeping every PeerConnection; if the server
+	// refuses the resume, or this window passes first, the seat is lost:
+	// the peer closes its PeerConnections and joins the room again as a
+	// newcomer (see EventSignalingLost). Negative: never reconnect (the
+	// peer reports EventSignalingClosed at once, and the server releases
+	// the seat when its own window ends).
+	ResumeWindow time.Duration
 
 	// API creates the PeerConnections. When nil, one is built by NewAPI
 	// from SettingEngine (or from a default SettingEngine when that is nil
@@ -34,6 +53,12 @@ type Config struct {
 	// ICEServers are used in addition to the iceServers the server sends
 	// in created/joined (the server's come first).
 	ICEServers []webrtc.ICEServer
+	// ICETransportPolicy restricts the candidates ICE uses:
+	// webrtc.ICETransportPolicyRelay gathers and uses TURN relay
+	// candidates only (a relay-only peer needs a TURN server in the
+	// server's iceServers or in ICEServers). The zero value is
+	// webrtc.ICETransportPolicyAll.
+	ICETransportPolicy webrtc.ICETransportPolicy
 
 	// DataChannels are opened on every connection. Channels without
 	// Init.Negotiated are created by the offering side only and accepted
@@ -66,6 +91,18 @@ type Config struct {
 
 	// Logger receives the peer's debug and warning logs; nil discards them.
 	Logger *slog.Logger
+
+	hooks *hooks // tests only
+}
+
+// DefaultResumeWindow is the default of Config.ResumeWindow: the server's
+// default resume window.
+const DefaultResumeWindow = signal.DefaultResumeWindow
+
+// hooks let the package's tests observe the signaling traffic.
+type hooks struct {
+	pushed   func(m *signal.Message) // a message was queued for the server (any goroutine)
+	received func(m *signal.Message) // the run loop handles a message from the server
 }
 
 // DataChannelConfig is a data channel to open on every connection.
@@ -105,6 +142,11 @@ func (c *Config) validate() error {
 	case c.Room == "":
 		return fmt.Errorf("%w: Room is empty", ErrConfig)
 	}
+	switch c.ICETransportPolicy {
+	case webrtc.ICETransportPolicyAll, webrtc.ICETransportPolicyRelay, webrtc.ICETransportPolicyNoHost:
+	default:
+		return fmt.Errorf("%w: unknown ICETransportPolicy %d", ErrConfig, int(c.ICETransportPolicy))
+	}
 	for i, dc := range c.DataChannels {
 		if dc.Label == "" {
 			return fmt.Errorf("%w: DataChannels[%d] has no label", ErrConfig, i)
@@ -114,6 +156,15 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// resumeWindow returns ResumeWindow with its default; negative means do not
+// reconnect.
+func (c *Config) resumeWindow() time.Duration {
+	if c.ResumeWindow == 0 {
+		return DefaultResumeWindow
+	}
+	return c.ResumeWindow
 }
 
 func (c *Config) api() (*webrtc.API, error) {

@@ -32,4 +32,21 @@
 // when the reason is "shutdown": then the server went away, not the member,
 // and the peer-to-peer connection keeps working. Established connections
 // also survive the loss of the signaling connection itself.
+//
+// When the signaling connection drops (no close frame), the peer resumes
+// its seat (protocol "Resume"): it reconnects with backoff, 50 ms doubling
+// to 1 s with jitter, and sends join with the resume token of the latest
+// created/joined and the number of frames it read on the old connection,
+// so that the server re-sends exactly what it missed. A resumed peer keeps
+// every PeerConnection and all negotiation state and is not a newcomer;
+// what it queued for the server meanwhile (answers, candidates) goes out
+// in order on the new connection. If the server refuses the resume, or
+// Config.ResumeWindow passes first, the seat is lost: the peer closes its
+// PeerConnections and joins again as a newcomer. Events report each step
+// (EventSignalingLost, EventSignalingResumed, EventSeatLost). A connection
+// the server closes on purpose (shutdown, kick, 4001 "replaced") is not
+// reconnected (EventSignalingClosed).
+//
+// Config.Token is the join token of servers run with -auth-secret;
+// Config.ICETransportPolicy makes a peer relay-only (TURN).
 package peer

@@ -13,6 +13,11 @@ var (
 	// ErrRoomFull is returned by Join when the room is at capacity. The
 	// error also wraps signal.ErrRoomFull.
 	ErrRoomFull = errors.New("peer: room is full")
+	// ErrUnauthorized is returned by Join when the server refuses the join
+	// token (Config.Token): missing, badly signed, expired, or for another
+	// room or id. The error also wraps the server's *signal.Error, code
+	// unauthorized.
+	ErrUnauthorized = errors.New("peer: join token refused")
 	// ErrConfig is returned by Join for an invalid Config.
 	ErrConfig = errors.New("peer: invalid config")
 	// ErrUnknownRemote is returned when no connection to the named remote
@@ -36,9 +41,14 @@ var (
 	// ErrNegotiation is reported (as an EventError) when creating or
 	// applying a session description or candidate fails.
 	ErrNegotiation = errors.New("peer: negotiation failed")
-	// ErrSignalingClosed is carried by EventSignalingClosed: the
-	// connection to the signaling server ended before Close.
+	// ErrSignalingClosed is carried by EventSignalingClosed and
+	// EventSignalingLost: the connection to the signaling server ended
+	// before Close.
 	ErrSignalingClosed = errors.New("peer: signaling connection closed")
+	// ErrSeatLost is carried by EventSeatLost: after a dropped signaling
+	// connection the seat could not be resumed (the server refused the
+	// resume, or the resume window passed).
+	ErrSeatLost = errors.New("peer: seat in the room lost")
 	// ErrNotVP8 is returned by StreamIVF for an IVF file whose codec is
 	// not VP8.
 	ErrNotVP8 = errors.New("peer: IVF file is not VP8")

@@ -14,13 +14,16 @@ type EventType string
 // Event types, in the order they typically happen.
 const (
 	// EventJoined: this peer created or joined the room. Room, ID, Peers
-	// and Created are set. Always the first event.
+	// and Created are set. Always the first event; it comes again after
+	// EventSeatLost, when the peer has joined the room anew (ID may then
+	// differ, unless Config.ID is set).
 	EventJoined EventType = "joined"
 	// EventPeerJoined: member Remote joined the room (it will offer).
 	EventPeerJoined EventType = "peer-joined"
-	// EventPeerLeft: member Remote left the room, with Reason. Unless the
-	// reason is "shutdown", its PeerConnection has been closed when this
-	// event is delivered.
+	// EventPeerLeft: member Remote left the room, with Reason (one of the
+	// server's peer-left reasons, or ReasonSeatLost when this peer lost its
+	// own seat). Unless the reason is "shutdown", its PeerConnection has
+	// been closed when this event is delivered.
 	EventPeerLeft EventType = "peer-left"
 	// EventICEState: the ICE connection state with Remote is ICEState.
 	EventICEState EventType = "ice-state"
@@ -37,9 +40,38 @@ const (
 	EventMessage EventType = "message"
 	// EventTrack: Remote sends a media track: Track and Receiver are set.
 	EventTrack EventType = "track"
+	// EventSignalingLost: the connection to the signaling server dropped
+	// (no close frame: a reset, a dead network, a crashed proxy) before
+	// Close; Err wraps ErrSignalingClosed. The peer reconnects with
+	// backoff (50 ms doubling to 1 s, with jitter) and resumes its seat
+	// (Config.ResumeWindow). Meanwhile the PeerConnections keep working and
+	// negotiation goes on: what the peer sends to the server waits, in
+	// order, and goes out after the resume, and the server re-sends what
+	// the peer missed. Then comes EventSignalingResumed, or EventSeatLost,
+	// or (when reconnecting is off) EventSignalingClosed.
+	EventSignalingLost EventType = "signaling-lost"
+	// EventSignalingResumed: after EventSignalingLost, the peer took its
+	// seat back on a new connection: same ID, every PeerConnection and all
+	// negotiation state kept; the other members saw nothing.
+	EventSignalingResumed EventType = "signaling-resumed"
+	// EventSeatLost: after EventSignalingLost, the seat could not be
+	// resumed: the server refused the resume (Err wraps ErrSeatLost and
+	// the server's *signal.Error, code resume-failed) or Config.ResumeWindow
+	// passed (Err wraps ErrSeatLost). The other members have seen the
+	// peer leave and closed their side, so every PeerConnection is closed
+	// (an EventPeerLeft with ReasonSeatLost follows for each), and the peer
+	// joins the room again as a newcomer once the server answers: then
+	// comes EventJoined, and the calls are negotiated anew. If that join
+	// fails for good (room full, token refused) EventError and
+	// EventSignalingClosed follow.
+	EventSeatLost EventType = "seat-lost"
 	// EventSignalingClosed: the connection to the signaling server ended
-	// before Close (Err wraps ErrSignalingClosed). Established
-	// PeerConnections keep working; no new member can be reached.
+	// for good before Close (Err wraps ErrSignalingClosed): the server
+	// closed it on purpose (shutdown, kicked, replaced by another
+	// connection resuming the seat, ...), reconnecting is off
+	// (Config.ResumeWindow < 0), or joining again failed for good.
+	// Established PeerConnections keep working; no new member can be
+	// reached.
 	EventSignalingClosed EventType = "signaling-closed"
 	// EventServerLog: the server sent a log message (Text).
 	EventServerLog EventType = "log"
@@ -48,6 +80,11 @@ const (
 	// set.
 	EventError EventType = "error"
 )
+
+// ReasonSeatLost is the Reason of the EventPeerLeft events for the
+// members whose connection this peer closed because it lost its own seat
+// (EventSeatLost). It is not a reason the server sends.
+const ReasonSeatLost = "seat-lost"
 
 // Event is one thing that happened to a Peer. Which fields are set depends
 // on Type (see the EventType constants).
@@ -74,7 +111,7 @@ type Event struct {
 	Receiver *webrtc.RTPReceiver // track
 
 	Text string // log
-	Err  error  // error, signaling-closed
+	Err  error  // error, signaling-lost, seat-lost, signaling-closed
 }
 
 // String formats the event as one line of text.

@@ -3,6 +3,9 @@ package peer
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +42,9 @@ func loopbackAPI(t testing.TB) *webrtc.API {
 	return api
 }
 
-// config is a loopback Config with one data channel, "chat".
+// config is a loopback Config with one data channel, "chat". With
+// PEER_TEST_DEBUG set in the environment, the peer logs to the test's log
+// at debug level.
 func config(t testing.TB, url, room, id string) Config {
 	t.Helper()
 	return Config{
@@ -48,7 +53,24 @@ func config(t testing.TB, url, room, id string) Config {
 		ID:           id,
 		API:          loopbackAPI(t),
 		DataChannels: []DataChannelConfig{{Label: chat}},
+		Logger:       testLogger(t, "peer", id),
 	}
+}
+
+// testLogger logs to t at debug level when PEER_TEST_DEBUG is set, and
+// returns nil otherwise.
+func testLogger(t testing.TB, args ...any) *slog.Logger {
+	if os.Getenv("PEER_TEST_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With(args...)
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // join joins and closes the peer at the end of the test.

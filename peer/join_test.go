@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -42,6 +44,7 @@ func TestJoinErrors(t *testing.T) {
 		{name: "id taken", cfg: Config{URL: srv.URL, Room: "taken", ID: "a"}, want: &signal.Error{Code: signal.CodeIDTaken}},
 		{name: "no URL", cfg: Config{Room: "r"}, want: ErrConfig},
 		{name: "no room", cfg: Config{URL: srv.URL}, want: ErrConfig},
+		{name: "bad ICE transport policy", cfg: Config{URL: srv.URL, Room: "r", ICETransportPolicy: 7}, want: ErrConfig},
 		{name: "channel without label", cfg: Config{URL: srv.URL, Room: "r", DataChannels: []DataChannelConfig{{}}}, want: ErrConfig},
 		{name: "negotiated channel without id", cfg: Config{URL: srv.URL, Room: "r", DataChannels: []DataChannelConfig{{
 			Label: "x", Init: &webrtc.DataChannelInit{Negotiated: ptr(true)},
@@ -209,5 +212,55 @@ func TestICEServersFromServer(t *testing.T) {
 	}
 	if got[1].Username != "u" || got[1].Credential != "c" {
 		t.Errorf("TURN credentials %q/%v, want u/c", got[1].Username, got[1].Credential)
+	}
+}
+
+// TestJoinToken: against a server with an auth secret, Config.Token is
+// sent in join; a missing or bad token fails with an error wrapping
+// ErrUnauthorized and the server's *signal.Error (unauthorized).
+func TestJoinToken(t *testing.T) {
+	ctx := testContext(t)
+	secret := []byte("the secret")
+	srv := signaltest.New(t, signal.Config{AuthSecret: secret})
+	mint := func(secret []byte, room, sub string) string {
+		tok, err := signal.MintToken(secret, room, sub, 0, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cfgA := config(t, srv.URL, "auth", "a")
+	cfgA.Token = mint(secret, "auth", "")
+	a := join(t, ctx, cfgA)
+	cfgB := config(t, srv.URL, "auth", "")
+	cfgB.Token = mint(secret, "*", "bee") // the token grants the id
+	b := join(t, ctx, cfgB)
+	if b.ID() != "bee" {
+		t.Errorf("id %q, want the token's bee", b.ID())
+	}
+	waitChannel(t, ctx, a, b)
+
+	for _, tt := range []struct{ name, token string }{
+		{name: "missing"},
+		{name: "bad signature", token: mint([]byte("another secret"), "auth", "")},
+		{name: "other room", token: mint(secret, "elsewhere", "")},
+		{name: "not a JWT", token: "nonsense"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config(t, srv.URL, "auth2", "")
+			cfg.Token = tt.token
+			p, err := Join(ctx, cfg)
+			if err == nil {
+				_ = p.Close()
+				t.Fatal("Join succeeded")
+			}
+			var se *signal.Error
+			if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &se) || se.Code != signal.CodeUnauthorized {
+				t.Fatalf("Join: %v, want ErrUnauthorized wrapping a *signal.Error with code %s", err, signal.CodeUnauthorized)
+			}
+			if !strings.Contains(err.Error(), "token") {
+				t.Errorf("error %q does not say what is wrong", err)
+			}
+		})
 	}
 }

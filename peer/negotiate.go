@@ -105,7 +105,7 @@ func (p *Peer) setRemote(r *remote, sd webrtc.SessionDescription) error {
 	delete(p.early, r.id)
 	r.pending = nil
 	if len(buffered) > 0 {
-		p.log.Debug("applying buffered candidates", "remote", r.id, "n", len(buffered))
+		p.logger().Debug("applying buffered candidates", "remote", r.id, "n", len(buffered))
 	}
 	for _, c := range buffered {
 		if err := r.pc.AddICECandidate(c); err != nil {

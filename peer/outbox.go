@@ -10,15 +10,27 @@ import (
 // outbox is the queue of messages to the server. Any goroutine may push;
 // one writer goroutine (run) does every write to the WebSocket, so pion's
 // callbacks never block on the network.
+//
+// Messages wait in the queue while no connection is attached (the
+// signaling connection dropped and the peer is reconnecting) and go out,
+// in order, on the next connection attached. A message leaves the queue
+// only once it has been written; one whose write fails, or that comes up
+// after its connection ended (or after the server's end of it closed,
+// which the reader may not have noticed yet), stays first in line for the
+// next connection.
 type outbox struct {
 	mu     sync.Mutex
 	queue  []*signal.Message // guarded by mu
-	closed bool              // guarded by mu: push drops messages, run drains and ends
+	conn   *link             // guarded by mu; nil while disconnected
+	closed bool              // guarded by mu: push drops messages; run drains what it can and ends
 
-	wake chan struct{} // capacity 1: queue grew or closed was set
+	wake   chan struct{}         // capacity 1: queue grew, conn was attached, or closed was set
+	pushed func(*signal.Message) // test hook; may be nil
 }
 
-func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
+func newOutbox(pushed func(*signal.Message)) *outbox {
+	return &outbox{wake: make(chan struct{}, 1), pushed: pushed}
+}
 
 // push queues m; it reports false when the outbox is closed.
 func (o *outbox) push(m *signal.Message) bool {
@@ -28,12 +40,42 @@ func (o *outbox) push(m *signal.Message) bool {
 		return false
 	}
 	o.queue = append(o.queue, m)
+	if o.pushed != nil {
+		o.pushed(m) // under mu, so that the hook sees the queue's order
+	}
 	o.mu.Unlock()
 	o.signal()
 	return true
 }
 
-// close makes run send what is queued and end.
+// attach makes c the connection the queue is written to.
+func (o *outbox) attach(c *link) {
+	o.mu.Lock()
+	o.conn = c
+	o.mu.Unlock()
+	o.signal()
+}
+
+// detach stops writing to c, if it is the attached connection: messages
+// wait for the next attach.
+func (o *outbox) detach(c *link) {
+	o.mu.Lock()
+	if o.conn == c {
+		o.conn = nil
+	}
+	o.mu.Unlock()
+}
+
+// reset drops every queued message (they were for a seat that is gone).
+func (o *outbox) reset() {
+	o.mu.Lock()
+	clear(o.queue)
+	o.queue = nil
+	o.mu.Unlock()
+}
+
+// close makes run write what is queued, if a connection is attached, and
+// end.
 func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
@@ -48,29 +90,49 @@ func (o *outbox) signal() {
 	}
 }
 
-// run writes queued messages with send until the outbox is closed and
-// empty. After a failed write it drops messages: the connection is gone.
-func (o *outbox) run(send func(*signal.Message) error, log *slog.Logger) {
-	broken := false
+// run writes queued messages to the attached connection until the outbox
+// is closed and either empty or disconnected. When a write fails the
+// connection is aborted (so that the run loop sees it end and reconnects)
+// and detached; the message stays queued.
+func (o *outbox) run(log func() *slog.Logger) {
 	for {
 		o.mu.Lock()
-		batch, closed := o.queue, o.closed
-		o.queue = nil
-		o.mu.Unlock()
-		for _, m := range batch {
-			if broken {
-				continue
-			}
-			if err := send(m); err != nil {
-				log.Debug("signaling write failed; dropping further messages", "type", m.Type, "to", m.To, "err", err)
-				broken = true
-			}
-		}
-		if closed && len(batch) == 0 {
+		c, closed := o.conn, o.closed
+		if closed && (c == nil || len(o.queue) == 0) {
+			o.mu.Unlock()
 			return
 		}
-		if len(batch) == 0 {
+		if c == nil || len(o.queue) == 0 {
+			o.mu.Unlock()
 			<-o.wake
+			continue
 		}
+		m := o.queue[0]
+		o.mu.Unlock()
+
+		select {
+		case <-c.Done():
+			// The connection has ended: what is written now would be lost.
+			o.detach(c)
+			continue
+		default:
+		}
+		if c.closedByServer() {
+			// It has ended, but the reader has not noticed yet.
+			o.detach(c)
+			continue
+		}
+		if err := c.Send(m); err != nil {
+			log().Debug("signaling write failed; keeping the message for the next connection", "type", m.Type, "to", m.To, "err", err)
+			o.detach(c)
+			c.Abort()
+			continue
+		}
+		o.mu.Lock()
+		if len(o.queue) > 0 && o.queue[0] == m { // not reset meanwhile
+			o.queue[0] = nil
+			o.queue = o.queue[1:]
+		}
+		o.mu.Unlock()
 	}
 }

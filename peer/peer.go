@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -20,16 +21,13 @@ const closeWriterTimeout = 2 * time.Second
 // Peer is a member of a room with one PeerConnection per remote member.
 // Its methods are safe for concurrent use.
 type Peer struct {
-	cfg        Config
-	api        *webrtc.API
-	client     *signal.Client
-	log        *slog.Logger
-	iceServers []webrtc.ICEServer // from created/joined plus Config.ICEServers; read-only
+	cfg  Config
+	api  *webrtc.API
+	base *slog.Logger // Config.Logger, or a discarding one
 
-	room     string   // read-only after Join
-	id       string   // read-only after Join
-	capacity int      // read-only after Join
-	initial  []string // members to offer to (joined.peers); read-only
+	room    string                      // read-only after Join
+	initial []string                    // members to offer to (joined.peers); read-only
+	log     atomic.Pointer[slog.Logger] // base with the room and this peer's current id
 
 	events *eventQueue
 	out    *outbox
@@ -38,12 +36,17 @@ type Peer struct {
 	cancel context.CancelFunc // cancels ctx
 
 	// owned by the run loop
-	early map[string][]webrtc.ICECandidateInit // candidates from members with no PeerConnection yet
+	early      map[string][]webrtc.ICECandidateInit // candidates from members with no PeerConnection yet
+	iceServers []webrtc.ICEServer                   // from created/joined plus Config.ICEServers
+	resume     string                               // the seat's resume token; empty when none
 
-	mu      sync.Mutex
-	remotes map[string]*remote // guarded by mu; written only by the run loop and Close
-	changed chan struct{}      // guarded by mu; closed and replaced when any remote's state changes
-	closing bool               // guarded by mu; set once by Close: no new goroutines
+	mu       sync.Mutex
+	client   *link              // guarded by mu; the current signaling connection, written only by the run loop
+	id       string             // guarded by mu; this peer's id in the room
+	capacity int                // guarded by mu
+	remotes  map[string]*remote // guarded by mu; written only by the run loop and Close
+	changed  chan struct{}      // guarded by mu; closed and replaced when any remote's state changes
+	closing  bool               // guarded by mu; set once by Close: no new goroutines
 
 	runDone    chan struct{}  // closed when the run loop has ended
 	writerDone chan struct{}  // closed when the writer has ended
@@ -57,9 +60,11 @@ type Peer struct {
 
 // Join connects to the signaling server at cfg.URL, joins cfg.Room and
 // returns the Peer, which then negotiates with every member of the room,
-// present or future. It returns an error wrapping ErrConnect when the
-// server cannot be reached, ErrRoomFull when the room is full, ErrConfig
-// for a bad cfg, or the server's *signal.Error (e.g. id-taken).
+// present or future, and resumes its seat if the signaling connection
+// drops (Config.ResumeWindow). It returns an error wrapping ErrConnect
+// when the server cannot be reached, ErrRoomFull when the room is full,
+// ErrUnauthorized when the server refuses Config.Token, ErrConfig for a
+// bad cfg, or the server's *signal.Error (e.g. id-taken).
 func Join(ctx context.Context, cfg Config) (*Peer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -68,34 +73,31 @@ func Join(ctx context.Context, cfg Config) (*Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	base := cfg.Logger
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
 	}
-	client, err := signal.Dial(ctx, cfg.URL, cfg.Dial)
+	client, err := dial(ctx, cfg.URL, cfg.Dial)
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrConnect, cfg.URL, err)
 	}
-	m, err := client.Join(ctx, cfg.Room, &signal.JoinOptions{ID: cfg.ID, Capacity: cfg.Capacity})
+	m, err := joinRoom(ctx, client, cfg.Room, cfg.freshJoin())
 	if err != nil {
 		client.Abort()
-		if errors.Is(err, signal.ErrRoomFull) {
-			return nil, fmt.Errorf("peer: join %q: %w: %w", cfg.Room, ErrRoomFull, err)
-		}
-		return nil, fmt.Errorf("peer: join %q: %w", cfg.Room, err)
+		return nil, err
+	}
+	var pushed func(*signal.Message)
+	if cfg.hooks != nil {
+		pushed = cfg.hooks.pushed
 	}
 	p := &Peer{
 		cfg:        cfg,
 		api:        api,
-		client:     client,
-		log:        log.With("room", m.Room, "id", m.ID),
-		iceServers: append(iceServers(m.ICEServers, log), cfg.ICEServers...),
+		base:       base,
 		room:       m.Room,
-		id:         m.ID,
-		capacity:   m.Capacity,
 		initial:    m.Peers,
 		events:     newEventQueue(),
-		out:        newOutbox(),
+		out:        newOutbox(pushed),
 		early:      make(map[string][]webrtc.ICECandidateInit),
 		remotes:    make(map[string]*remote),
 		changed:    make(chan struct{}),
@@ -106,8 +108,7 @@ func Join(ctx context.Context, cfg Config) (*Peer, error) {
 		closed:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.emit(Event{Type: EventJoined, Room: m.Room, ID: m.ID, Peers: m.Peers, Created: m.Type == signal.TypeCreated})
-	p.log.Debug("joined", "created", m.Type == signal.TypeCreated, "peers", m.Peers)
+	p.seat(client, m)
 
 	go func() {
 		defer close(p.eventsDone)
@@ -115,7 +116,7 @@ func Join(ctx context.Context, cfg Config) (*Peer, error) {
 	}()
 	go func() {
 		defer close(p.writerDone)
-		p.out.run(client.Send, p.log)
+		p.out.run(p.logger)
 	}()
 	go func() {
 		defer close(p.runDone)
@@ -124,14 +125,71 @@ func Join(ctx context.Context, cfg Config) (*Peer, error) {
 	return p, nil
 }
 
-// ID returns this peer's id in the room.
-func (p *Peer) ID() string { return p.id }
+// freshJoin returns the options of a join that asks for a new seat.
+func (c *Config) freshJoin() *signal.JoinOptions {
+	return &signal.JoinOptions{ID: c.ID, Capacity: c.Capacity, Token: c.Token}
+}
+
+// joinRoom sends join on c and waits for created or joined. Errors wrap
+// ErrRoomFull or ErrUnauthorized (with the server's error) where they
+// apply.
+func joinRoom(ctx context.Context, c *link, room string, opts *signal.JoinOptions) (*signal.Message, error) {
+	m, err := c.Join(ctx, room, opts)
+	switch {
+	case err == nil:
+		return m, nil
+	case errors.Is(err, signal.ErrRoomFull):
+		return nil, fmt.Errorf("peer: join %q: %w: %w", room, ErrRoomFull, err)
+	case errors.Is(err, &signal.Error{Code: signal.CodeUnauthorized}):
+		return nil, fmt.Errorf("peer: join %q: %w: %w", room, ErrUnauthorized, err)
+	}
+	return nil, fmt.Errorf("peer: join %q: %w", room, err)
+}
+
+// seat takes the new seat that created or joined m gives, on connection c:
+// it records the id, capacity, resume token and ICE servers, attaches c
+// to the outbox and emits EventJoined. It runs in Join, then on the run
+// loop.
+func (p *Peer) seat(c *link, m *signal.Message) {
+	log := p.base.With("room", m.Room, "id", m.ID)
+	p.log.Store(log)
+	p.mu.Lock()
+	p.client, p.id, p.capacity = c, m.ID, m.Capacity
+	p.mu.Unlock()
+	p.resume = m.Resume
+	p.iceServers = append(iceServers(m.ICEServers, log), p.cfg.ICEServers...)
+	p.emit(Event{Type: EventJoined, Room: m.Room, ID: m.ID, Peers: m.Peers, Created: m.Type == signal.TypeCreated})
+	log.Debug("joined", "created", m.Type == signal.TypeCreated, "peers", m.Peers)
+	p.out.attach(c)
+}
+
+func (p *Peer) logger() *slog.Logger { return p.log.Load() }
+
+// currentClient returns the current signaling connection.
+func (p *Peer) currentClient() *link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client
+}
+
+// ID returns this peer's id in the room. It changes only when the peer
+// lost its seat and joined again with an id the server chose
+// (EventSeatLost, then EventJoined).
+func (p *Peer) ID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.id
+}
 
 // Room returns the room's name.
 func (p *Peer) Room() string { return p.room }
 
 // Capacity returns the room's capacity.
-func (p *Peer) Capacity() int { return p.capacity }
+func (p *Peer) Capacity() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.capacity
+}
 
 // Events returns the event stream: every Event in order, starting with
 // EventJoined. Events wait in an unbounded buffer until read, so pion is
@@ -168,7 +226,9 @@ func (p *Peer) PeerConnection(remoteID string) *webrtc.PeerConnection {
 
 // Close leaves the room: it sends leave, closes every PeerConnection and
 // the signaling connection, and waits for the peer's goroutines (and
-// OnTrack callbacks) to end. It is safe to call more than once and from
+// OnTrack callbacks) to end. While the peer is reconnecting it returns at
+// once, without leave (the server releases the seat when its resume
+// window ends). It is safe to call more than once and from
 // several goroutines; every call returns once the peer is closed. Do not
 // call it from Config.Prepare or Config.OnTrack, which it waits for.
 func (p *Peer) Close() error {
@@ -200,14 +260,16 @@ func (p *Peer) close() {
 		r.close()
 	}
 
+	// The run loop has ended: p.client no longer changes.
+	client := p.currentClient()
 	select {
 	case <-p.writerDone:
 	case <-time.After(closeWriterTimeout):
-		p.log.Debug("signaling writes stuck; aborting the connection")
-		p.client.Abort()
+		p.logger().Debug("signaling writes stuck; aborting the connection")
+		client.Abort()
 		<-p.writerDone
 	}
-	_ = p.client.Close()
+	_ = client.Close()
 	p.aux.Wait()
 	close(p.stopEvents)
 	<-p.eventsDone

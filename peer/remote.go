@@ -32,7 +32,8 @@ type remote struct {
 // It runs on the run loop.
 func (p *Peer) newRemote(id string, role Role) (*remote, error) {
 	pc, err := p.api.NewPeerConnection(webrtc.Configuration{
-		ICEServers: p.iceServers,
+		ICEServers:         p.iceServers,
+		ICETransportPolicy: p.cfg.ICETransportPolicy,
 		// Offer an SCTP transport even without configured channels, so that
 		// CreateDataChannel works later without renegotiation.
 		AlwaysNegotiateDataChannels: true,
@@ -105,7 +106,7 @@ func (p *Peer) addMedia(r *remote) error {
 // they never block pion.
 func (p *Peer) watch(r *remote) {
 	r.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		m := &signal.Message{Type: signal.TypeCandidate, To: r.id, Candidate: signal.CandidateNull}
+		m := &signal.Message{Type: signal.TypeCandidate, To: r.id, Ref: r.id, Candidate: signal.CandidateNull}
 		if c != nil {
 			b, err := json.Marshal(c.ToJSON())
 			if err != nil {
@@ -116,6 +117,9 @@ func (p *Peer) watch(r *remote) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		if p.remotes[r.id] != r {
+			return // closed, failed, or its seat was lost: nobody wants it
+		}
 		if !r.sdpSent {
 			r.localPending = append(r.localPending, m)
 			return
@@ -151,7 +155,7 @@ func (p *Peer) watch(r *remote) {
 func (p *Peer) sendSDP(r *remote, typ, sdp string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.out.push(&signal.Message{Type: typ, To: r.id, SDP: sdp})
+	p.out.push(&signal.Message{Type: typ, To: r.id, Ref: r.id, SDP: sdp})
 	for _, m := range r.localPending {
 		p.out.push(m)
 	}

@@ -8,21 +8,27 @@ import (
 )
 
 // run is the run loop: it offers to the members already in the room, then
-// handles the server's messages one at a time until Close or until the
-// signaling connection ends. It alone creates and removes remotes (Close
-// clears them after it has ended).
+// handles the server's messages one at a time until Close, reconnecting
+// when the signaling connection drops (reconnect). It alone creates and
+// removes remotes (Close clears them after it has ended).
 func (p *Peer) run() {
 	for _, id := range p.initial {
 		p.offer(id)
 	}
 	for {
-		m, err := p.client.Recv(p.ctx)
+		c := p.currentClient()
+		m, err := c.Recv(p.ctx)
 		if err != nil {
-			if p.ctx.Err() == nil {
-				p.log.Debug("signaling connection ended", "err", err)
-				p.emit(Event{Type: EventSignalingClosed, Err: fmt.Errorf("%w: %w", ErrSignalingClosed, err)})
+			if p.ctx.Err() != nil {
+				return
 			}
-			return
+			if !p.reconnect(c, err) {
+				return
+			}
+			continue
+		}
+		if p.cfg.hooks != nil && p.cfg.hooks.received != nil {
+			p.cfg.hooks.received(m)
 		}
 		p.handle(m)
 	}
@@ -42,13 +48,19 @@ func (p *Peer) handle(m *signal.Message) {
 		p.remoteCandidate(m)
 	case signal.TypeMessage:
 		// Relayed application messages are not used by the peer.
-		p.log.Debug("ignoring relayed message", "from", m.From)
+		p.logger().Debug("ignoring relayed message", "from", m.From)
 	case signal.TypeLog:
 		p.emit(Event{Type: EventServerLog, Text: m.Message})
 	case signal.TypeError:
+		if m.Code == signal.CodeUnknownPeer && m.Ref != "" && p.remote(m.Ref) == nil {
+			// A signal for a member that left before the server relayed it
+			// (signals carry the member's id as ref): nothing to report.
+			p.logger().Debug("signal for a member that left", "remote", m.Ref, "err", m.Error())
+			return
+		}
 		p.emit(Event{Type: EventError, Err: fmt.Errorf("peer: server error: %w", m.Error())})
 	default:
-		p.log.Debug("ignoring message", "type", m.Type)
+		p.logger().Debug("ignoring message", "type", m.Type)
 	}
 }
 
@@ -80,7 +92,7 @@ func (p *Peer) remote(id string) *remote {
 
 // fail reports a failed negotiation with id and drops its connection.
 func (p *Peer) fail(r *remote, id string, err error) {
-	p.log.Warn("negotiation failed", "remote", id, "err", err)
+	p.logger().Warn("negotiation failed", "remote", id, "err", err)
 	p.emit(Event{Type: EventError, Remote: id, Err: err})
 	if r == nil {
 		return

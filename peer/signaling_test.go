@@ -1,11 +1,13 @@
 package peer
 
 import (
+	"errors"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rendezvous-rtc/rendezvous/signal"
 	"github.com/rendezvous-rtc/rendezvous/signal/signaltest"
@@ -87,9 +89,11 @@ func (p *proxy) kill() {
 }
 
 // TestSignalingLost: once the data channel is open, losing the signaling
-// server (a graceful shutdown, which sends peer-left "shutdown", or a crash
-// that cuts the connections) does not end the call: messages still flow
-// both ways.
+// server (a graceful shutdown, which sends peer-left "shutdown" and a close
+// frame, or a crash that cuts the connections) does not end the call:
+// messages still flow both ways. After the shutdown the peers report
+// signaling-closed; after the cut they report signaling-lost and keep
+// trying to reconnect, and Close stops that promptly.
 func TestSignalingLost(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -116,12 +120,25 @@ func TestSignalingLost(t *testing.T) {
 			}
 			// On shutdown the server tells the members still in the room
 			// (peer-left "shutdown"); the connection must survive it.
+			want := EventSignalingLost
+			if tt.shutdown {
+				want = EventSignalingClosed
+			}
 			for _, p := range []*Peer{a, b} {
-				nextEvent(t, ctx, p, "signaling-closed", func(e Event) bool {
+				nextEvent(t, ctx, p, string(want), func(e Event) bool {
 					if e.Type == EventPeerLeft && e.Reason != signal.ReasonShutdown {
 						t.Errorf("%s: peer-left reason %q, want %q", p.ID(), e.Reason, signal.ReasonShutdown)
 					}
-					return e.Type == EventSignalingClosed
+					if e.Type == EventSignalingClosed || e.Type == EventSignalingLost {
+						if e.Type != want {
+							t.Errorf("%s: %s, want %s", p.ID(), e.Type, want)
+						}
+						if !errors.Is(e.Err, ErrSignalingClosed) {
+							t.Errorf("%s: %s error %v, want ErrSignalingClosed", p.ID(), e.Type, e.Err)
+						}
+						return true
+					}
+					return false
 				})
 				if p.PeerConnection(other(p, a, b).ID()) == nil {
 					t.Errorf("%s dropped its connection", p.ID())
@@ -134,6 +151,13 @@ func TestSignalingLost(t *testing.T) {
 				}
 				if e := messages(t, ctx, x[1], 1)[0]; string(e.Data) != want {
 					t.Fatalf("%s got %q, want %q", x[1].ID(), e.Data, want)
+				}
+			}
+			for _, p := range []*Peer{a, b} {
+				start := time.Now()
+				_ = p.Close()
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("%s: Close took %s", p.ID(), d)
 				}
 			}
 		})

@@ -53,6 +53,10 @@ func TestEventString(t *testing.T) {
 		{Event{Type: EventMessage, Remote: "a", Label: "chat", Data: []byte("hi\n"), IsString: true}, `message a "chat" text "hi\n"`},
 		{Event{Type: EventMessage, Remote: "a", Label: "chat", Data: []byte{1, 2}}, `message a "chat" binary 2 bytes 0102`},
 		{Event{Type: EventError, Remote: "a", Err: ErrUnexpectedSDP}, "error a: " + ErrUnexpectedSDP.Error()},
+		{Event{Type: EventSignalingLost, Err: ErrSignalingClosed}, "signaling-lost: " + ErrSignalingClosed.Error()},
+		{Event{Type: EventSignalingResumed, Room: "r", ID: "me", Peers: []string{"a"}}, "signaling-resumed"},
+		{Event{Type: EventSeatLost, Err: ErrSeatLost}, "seat-lost: " + ErrSeatLost.Error()},
+		{Event{Type: EventPeerLeft, Remote: "a", Reason: ReasonSeatLost}, "peer-left a (seat-lost)"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.String(); got != tt.want {

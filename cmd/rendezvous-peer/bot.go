@@ -49,9 +49,14 @@ func newBot(o *options, stdout, stderr io.Writer) (*bot, error) {
 		Room:         o.room,
 		ID:           o.id,
 		Capacity:     o.capacity,
+		Token:        o.token,
+		ResumeWindow: o.resume,
 		API:          api,
 		DataChannels: []peer.DataChannelConfig{{Label: o.label}},
 		Logger:       o.logger(stderr),
+	}
+	if o.relay {
+		b.cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
 	if o.video != "" {
 		if err := b.openVideo(o.video); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	ossignal "os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rendezvous-rtc/rendezvous/cmd/internal/flagenv"
 	"github.com/rendezvous-rtc/rendezvous/peer"
@@ -29,6 +30,7 @@ const (
 	exitError = 1 // the server cannot be reached, or another failure
 	exitUsage = 2 // bad flags
 	exitFull  = 3 // the room is full
+	exitAuth  = 4 // the server refused the join token
 )
 
 const usageHeader = `rendezvous-peer: a headless WebRTC peer (bot) for Rendezvous rooms.
@@ -63,9 +65,27 @@ same machine and it has no other interface (a container, unshare -n), where
 pion otherwise never connects. Browsers offer no loopback candidates, so do
 not use it with one.
 
+-relay uses TURN relay candidates only (ICE transport policy "relay"): the
+call then goes through the TURN server that the signaling server hands out
+(its -turn and -turn-secret), or fails.
+
+-token is the join token a server run with -auth-secret requires (an HS256
+JWT, e.g. from "rendezvous token -room demo -ttl 1h"). Other users can see
+a command line: prefer the environment variable $RENDEZVOUS_PEER_TOKEN.
+
+When the connection to the signaling server drops (no close frame), the bot
+reconnects with backoff and resumes its seat: its calls and negotiations go
+on, and the other members see nothing (signaling-lost, then
+signaling-resumed). If the seat cannot be resumed (the server refuses, or
+-resume-window passes first), the bot closes its calls and joins the room
+again (seat-lost, peer-left ... (seat-lost), joined). A server that closes
+the connection on purpose (shutdown, kick) is not reconnected to
+(signaling-closed); calls already connected keep working.
+
 Exit status: 0 after Ctrl-C/SIGTERM (it leaves the room cleanly) or when
 -exit-after is reached; 1 when the server cannot be reached or on another
-error; 2 for bad flags; 3 when the room is full.
+error; 2 for bad flags; 3 when the room is full; 4 when the server refuses
+the join token.
 `
 
 func main() {
@@ -86,6 +106,9 @@ type options struct {
 	exitAfter int
 	json      bool
 	loopback  bool
+	relay     bool
+	token     string
+	resume    time.Duration
 	debug     bool
 }
 
@@ -104,6 +127,9 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.exitAfter, "exit-after", 0, "exit 0 after receiving `N` data channel messages; 0: run until Ctrl-C")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
 	fs.BoolVar(&o.loopback, "loopback", false, "loopback-only ICE (127.0.0.1), for peers on one machine with no other interface")
+	fs.BoolVar(&o.relay, "relay", false, "use TURN relay candidates only (ICE transport policy relay)")
+	fs.StringVar(&o.token, "token", "", "join `token` for a server that requires one (run with -auth-secret)")
+	fs.DurationVar(&o.resume, "resume-window", peer.DefaultResumeWindow, "how long the server holds the seat after a dropped connection (its -resume-window): the bot resumes it within that time; negative: do not reconnect")
 	fs.BoolVar(&o.debug, "debug", false, "log the peer's debug messages to stderr")
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
@@ -135,6 +161,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		case errors.Is(err, peer.ErrRoomFull):
 			fmt.Fprintf(stderr, "rendezvous-peer: room %q is full: %v\n", o.room, err)
 			return exitFull
+		case errors.Is(err, peer.ErrUnauthorized):
+			fmt.Fprintf(stderr, "rendezvous-peer: the server refused the join token (-token): %v\n", err)
+			return exitAuth
 		case errors.Is(err, peer.ErrConnect):
 			fmt.Fprintf(stderr, "rendezvous-peer: cannot reach the signaling server at %s: %v\n", o.url, err)
 			return exitError

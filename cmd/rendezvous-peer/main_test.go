@@ -367,6 +367,11 @@ func testExitCodes(t *testing.T, bin string) {
 	srv := signaltest.New(t, signal.Config{})
 	joinPeer(t, ctx, peer.Config{URL: srv.URL, Room: "full", ID: "a"})
 	joinPeer(t, ctx, peer.Config{URL: srv.URL, Room: "full", ID: "b"})
+	authSrv := signaltest.New(t, signal.Config{AuthSecret: []byte("secret")})
+	otherToken, err := signal.MintToken([]byte("another secret"), "r", "", 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -385,6 +390,8 @@ func testExitCodes(t *testing.T, bin string) {
 		{name: "no room", args: []string{"-url", srv.URL}, wantCode: exitUsage, wantStderr: "-room is required"},
 		{name: "bad video", args: []string{"-url", srv.URL, "-room", "r", "-video", "main.go"}, wantCode: exitError, wantStderr: "-video main.go"},
 		{name: "help", args: []string{"-h"}, wantCode: exitOK, wantStderr: "Usage:"},
+		{name: "no token", args: []string{"-url", authSrv.URL, "-room", "r"}, wantCode: exitAuth, wantStderr: "the server refused the join token (-token): "},
+		{name: "bad token", args: []string{"-url", authSrv.URL, "-room", "r", "-token", otherToken}, wantCode: exitAuth, wantStderr: "The join token is not valid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,6 +431,10 @@ func TestRunInterrupted(t *testing.T) {
 		ev, _ := m["event"].(string)
 		events = append(events, ev)
 		if ev == "datachannel-open" {
+			// The bot's end may open first.
+			if _, err := me.WaitDataChannel(ctx, "bot", "chat"); err != nil {
+				t.Fatal(err)
+			}
 			if err := me.SendText("bot", "chat", "x"); err != nil {
 				t.Fatal(err)
 			}
@@ -444,5 +455,50 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	if i != len(want) {
 		t.Errorf("events %v do not contain %v in order", events, want)
+	}
+}
+
+// TestRunToken: the bot sends the join token of -token or, as here, of
+// $RENDEZVOUS_PEER_TOKEN, and joins a server that requires one.
+func TestRunToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	secret := []byte("secret")
+	srv := signaltest.New(t, signal.Config{AuthSecret: secret})
+	token, err := signal.MintToken(secret, "auth", "bot", 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	code := make(chan int, 1)
+	go func() {
+		defer pw.Close()
+		getenv := func(name string) string {
+			if name == "RENDEZVOUS_PEER_TOKEN" {
+				return token
+			}
+			return ""
+		}
+		code <- run(runCtx, []string{"-url", srv.URL, "-room", "auth", "-json", "-loopback"}, pw, io.Discard, getenv)
+	}()
+	sc := bufio.NewScanner(pr)
+	joined := false
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		if m["event"] == "joined" {
+			joined = true
+			if m["id"] != "bot" {
+				t.Errorf("joined as %v, want the token's id bot", m["id"])
+			}
+			stop()
+		}
+	}
+	if c := <-code; c != exitOK || !joined {
+		t.Errorf("run returned %d (joined %v), want 0 after joining", c, joined)
 	}
 }
