@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -546,4 +547,52 @@ func TestStaticFilesAllowCrossOriginImport(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("%s, Access-Control-Allow-Origin %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
+}
+
+// What a replaced connection sends until it learns it was replaced is
+// still read and relayed, for up to a second, before the seat moves.
+func TestResumeReplacingGhostKeepsItsLastFrames(t *testing.T) {
+	s := start(t, signal.Config{})
+	ghost := rawDial(t, s, nil)
+	ghost.SetCloseHandler(func(int, string) error { return nil }) // do not answer the close
+	if err := ghost.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"gf"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var created signal.Message
+	_ = ghost.SetReadDeadline(time.Now().Add(wait))
+	if err := ghost.ReadJSON(&created); err != nil || created.Type != signal.TypeCreated {
+		t.Fatalf("%+v %v", created, err)
+	}
+	b := dial(t, s)
+	b.join("gf")
+	a2 := dial(t, s)
+	a2.sendf(`{"type":"join","room":"gf","resume":%q}`, created.Resume)
+	// The ghost reads on until the server's 4001, then sends more.
+	for {
+		_, _, err := ghost.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			if ce.Code != signal.CloseReplaced {
+				t.Fatalf("ghost closed with %d", ce.Code)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := ghost.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"message","data":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if m := b.expect(signal.TypeMessage); string(m.Data) != strconv.Itoa(i) || m.From != created.ID {
+			t.Fatalf("got %+v, want message %d from %s", m, i, created.ID)
+		}
+	}
+	if j := a2.next(); j.Type != signal.TypeJoined || !j.Resumed {
+		t.Fatalf("resume: %+v", j)
+	}
+	b.sync() // no peer-left, no peer-joined
 }

@@ -59,10 +59,10 @@ func (s *Server) join(c *conn, m *clientMsg) {
 	ev, ghost := s.joinLocked(c, m)
 	s.mu.Unlock()
 	if ghost != nil {
-		// The seat's old connection is still open: close it; its finish
+		// The seat's old connection is still open: end it; its finish
 		// completes the resume.
 		s.wg.Add(1) // safe: c's readLoop holds a count
-		go s.drop(ghost, reasonReplaced, CloseReplaced, "replaced by a resumed connection")
+		go s.replace(ghost)
 	}
 	if ev.event != "" {
 		s.metrics.joins.WithLabelValues(ev.event).Inc()
@@ -399,6 +399,26 @@ func (s *Server) memberLog(m *member, format string, args ...any) {
 	if s.cfg.ClientLog {
 		s.deliver(m, mustJSON(logMsg{Type: TypeLog, Message: fmt.Sprintf(format, args...)}))
 	}
+}
+
+// replace ends a connection whose seat another connection is resuming. It
+// takes no more frames, gets close 4001 if its socket takes one within
+// closeGrace, and its reader goes on for at most closeGrace, so that what
+// the client had already sent is read and relayed rather than lost. Its
+// finish then hands the seat over. It runs on its own goroutine, counted
+// in s.wg.
+func (s *Server) replace(c *conn) {
+	defer s.wg.Done()
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reasonReplaced
+	}
+	c.closing = true
+	c.mu.Unlock()
+	c.closeSent.Store(true)
+	_ = c.fc.SetReadDeadline(time.Now().Add(closeGrace))
+	s.log.Info("replacing connection", "conn", c.n, "remote", c.remote)
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseReplaced, "replaced by a resumed connection"), time.Now().Add(closeGrace))
 }
 
 // drop ends c for reason: unless the reason lets the seat be resumed, it
