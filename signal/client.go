@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,13 +22,21 @@ type DialOptions struct {
 	Dialer *websocket.Dialer
 	// WriteTimeout is the deadline of each write (default 10 s).
 	WriteTimeout time.Duration
+	// ReadTimeout is how long the connection may stay silent before the
+	// client gives it up as dead (default 45 s: the server pings every 20
+	// s by default). Every message and every ping resets it.
+	ReadTimeout time.Duration
 }
+
+// DefaultClientReadTimeout is the default of DialOptions.ReadTimeout.
+const DefaultClientReadTimeout = 45 * time.Second
 
 // Client is a connection to a signaling server speaking protocol v1. Send
 // may be called from any goroutine; Recv from one goroutine at a time.
 type Client struct {
 	ws           *websocket.Conn
 	writeTimeout time.Duration
+	readTimeout  time.Duration
 
 	wmu sync.Mutex // serializes writes to ws
 
@@ -68,6 +77,18 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 	if c.writeTimeout <= 0 {
 		c.writeTimeout = DefaultWriteTimeout
 	}
+	if c.readTimeout = opts.ReadTimeout; c.readTimeout <= 0 {
+		c.readTimeout = DefaultClientReadTimeout
+	}
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.SetReadDeadline(time.Now().Add(c.readTimeout))
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.writeTimeout))
+		var ne net.Error
+		if err == websocket.ErrCloseSent || errors.As(err, &ne) {
+			return nil // as gorilla's own handler: the read that follows reports it
+		}
+		return err
+	})
 	go c.readLoop()
 	return c, nil
 }
@@ -75,6 +96,7 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 func (c *Client) readLoop() {
 	defer close(c.done)
 	for {
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.readTimeout))
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
 			c.err = fmt.Errorf("%w: %w", ErrClosed, err)

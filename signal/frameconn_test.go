@@ -523,3 +523,34 @@ func TestTLS(t *testing.T) {
 		i++
 	}
 }
+
+// TestClientGivesUpOnSilentServer: a server that stops sending anything,
+// pings included, is given up after DialOptions.ReadTimeout.
+func TestClientGivesUpOnSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	up := websocket.Upgrader{}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		_, _, _ = ws.ReadMessage() // never answers; returns when the client closes
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	c, err := Dial(t.Context(), "ws://"+ln.Addr().String()+"/", &DialOptions{ReadTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Recv(t.Context())
+	var ne net.Error
+	if !errors.Is(err, ErrClosed) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Recv: %v, want a timeout wrapped in ErrClosed", err)
+	}
+}
