@@ -2,6 +2,7 @@ package signal
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -439,8 +440,10 @@ func TestIdleHandoff(t *testing.T) {
 	}
 	recv := func(c *Client, typ string) *Message {
 		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
 		for {
-			m, err := c.Recv(t.Context())
+			m, err := c.Recv(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -468,10 +471,10 @@ func TestIdleHandoff(t *testing.T) {
 	}
 	defer mute.Close()
 	b.Close()
+	recv(a, TypePeerLeft) // b; its seat is free now
 	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"idle"}`)); err != nil {
 		t.Fatal(err)
 	}
-	recv(a, TypePeerLeft)   // b
 	recv(a, TypePeerJoined) // mute
 	if m := recv(a, TypePeerLeft); m.Reason != ReasonTimeout {
 		t.Fatalf("peer-left %+v, want timeout", m)
