@@ -165,7 +165,7 @@ func TestResumeFailed(t *testing.T) {
 	for name, frame := range map[string]string{
 		"garbage":       `{"type":"join","room":"rf","resume":"nope","ref":"r"}`,
 		"other room":    fmt.Sprintf(`{"type":"join","room":"other","resume":%q,"ref":"r"}`, created.Resume),
-		"tampered":      fmt.Sprintf(`{"type":"join","room":"rf","resume":%q,"ref":"r"}`, created.Resume[:len(created.Resume)-2]+"AA"),
+		"tampered":      fmt.Sprintf(`{"type":"join","room":"rf","resume":%q,"ref":"r"}`, tamper(created.Resume)),
 		"not a string":  `{"type":"join","room":"rf","resume":5,"ref":"r"}`,
 		"bad received":  fmt.Sprintf(`{"type":"join","room":"rf","resume":%q,"received":-1,"ref":"r"}`, created.Resume),
 		"received text": fmt.Sprintf(`{"type":"join","room":"rf","resume":%q,"received":"3","ref":"r"}`, created.Resume),
@@ -595,4 +595,13 @@ func TestResumeReplacingGhostKeepsItsLastFrames(t *testing.T) {
 		t.Fatalf("resume: %+v", j)
 	}
 	b.sync() // no peer-left, no peer-joined
+}
+
+// tamper changes the last two characters of a token.
+func tamper(token string) string {
+	suffix := "AA"
+	if strings.HasSuffix(token, suffix) {
+		suffix = "BB"
+	}
+	return token[:len(token)-2] + suffix
 }
