@@ -403,8 +403,8 @@ func (s *Server) memberLog(m *member, format string, args ...any) {
 
 // replace ends a connection whose seat another connection is resuming. It
 // takes no more frames, gets close 4001 if its socket takes one within
-// closeGrace, and its reader goes on for at most closeGrace, so that what
-// the client had already sent is read and relayed rather than lost. Its
+// closeGrace, and its reader goes on for closeGrace after that, so that
+// what the client had already sent is read and relayed rather than lost. Its
 // finish then hands the seat over. It runs on its own goroutine, counted
 // in s.wg.
 func (s *Server) replace(c *conn) {
@@ -416,9 +416,11 @@ func (s *Server) replace(c *conn) {
 	c.closing = true
 	c.mu.Unlock()
 	c.closeSent.Store(true)
-	_ = c.fc.SetReadDeadline(time.Now().Add(closeGrace))
+	_ = c.fc.SetReadDeadline(time.Now().Add(2 * closeGrace)) // in case the close frame cannot be written
 	s.log.Info("replacing connection", "conn", c.n, "remote", c.remote)
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseReplaced, "replaced by a resumed connection"), time.Now().Add(closeGrace))
+	// The client has closeGrace from now, when it can know, to be read.
+	_ = c.fc.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
 // drop ends c for reason: unless the reason lets the seat be resumed, it
