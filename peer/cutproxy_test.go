@@ -216,13 +216,6 @@ func (p *cutProxy) waitHung(t testing.TB, ctx context.Context) {
 	}
 }
 
-// cutCount returns the number of cuts so far.
-func (p *cutProxy) cutCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cuts
-}
-
 // forwarded returns the data messages forwarded in direction dir.
 func (p *cutProxy) forwarded(dir direction) []forwarded {
 	p.mu.Lock()

@@ -253,13 +253,6 @@ func (l *eventLog) count(typ EventType) int {
 	return n
 }
 
-// len returns the number of events so far.
-func (l *eventLog) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.events)
-}
-
 func (l *eventLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

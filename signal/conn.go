@@ -85,7 +85,6 @@ type conn struct {
 	limiter      *rate.Limiter // nil when rate limiting is off
 	overRate     int           // messages refused for rate since the last one allowed
 	authFailures int           // joins refused as unauthorized
-	deadlineSet  time.Time     // when the read deadline was last extended
 	deadline     time.Time     // the read deadline: PongTimeout after the last sign of life
 	pingFn       func([]byte)  // c.onPing and c.onPong, bound once
 	pongFn       func([]byte)
@@ -224,7 +223,7 @@ func (c *conn) readMessage() error {
 		return err
 	}
 	now := time.Now()
-	if now.Sub(c.deadlineSet) > time.Second {
+	if c.deadline.Sub(now) < c.s.cfg.PongTimeout-time.Second { // extended over a second ago
 		c.extendDeadline(now)
 	}
 	if mt != websocket.TextMessage {
@@ -253,7 +252,6 @@ func (c *conn) extendDeadline(now time.Time) {
 	if c.closeSent.Load() {
 		return
 	}
-	c.deadlineSet = now
 	c.deadline = now.Add(c.s.cfg.PongTimeout)
 	c.setReadDeadline(c.deadline)
 }
@@ -550,12 +548,20 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 		}
 		clear(batch)
+		if err == websocket.ErrCloseSent {
+			// A close frame went out (replace or drop): the frames stay
+			// queued, for finish to hand on, and the reader ends it.
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
 		if err != nil {
 			c.abort(reasonDisconnected)
 			continue
 		}
 		if ping {
-			if err := c.ws.WriteControl(websocket.PingMessage, pingData, time.Now().Add(wt)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, pingData, time.Now().Add(wt)); err != nil && err != websocket.ErrCloseSent {
 				c.abort(reasonDisconnected)
 			}
 		}
