@@ -293,6 +293,18 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+func TestBacklogLost(t *testing.T) {
+	b := seatBacklog{recent: [][]byte{[]byte("10")}, recentBase: 10}
+	for _, tt := range []struct {
+		received *uint64
+		lost     bool
+	}{{nil, false}, {ptr(uint64(8)), true}, {ptr(uint64(9)), false}, {ptr(uint64(12)), false}} {
+		if got := b.lost(tt.received); got != tt.lost {
+			t.Errorf("lost(%v) = %v, want %v", tt.received, got, tt.lost)
+		}
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func join(s []string) string {

@@ -44,6 +44,12 @@ type seatBacklog struct {
 // replay returns the frames a resuming client missed: those written after
 // the received-th frame of its old connection, then those never written.
 // A client that does not say what it received gets the unsent ones only.
+// It reports lost when the client missed frames that are no longer kept
+// (more were in flight than ResumeQueue).
+func (b seatBacklog) lost(received *uint64) bool {
+	return received != nil && len(b.recent) > 0 && *received+1 < b.recentBase
+}
+
 func (b seatBacklog) replay(received *uint64) [][]byte {
 	var out [][]byte
 	if received != nil && len(b.recent) > 0 {

@@ -92,7 +92,7 @@ func TestResumeDeliversMissedMessagesInOrder(t *testing.T) {
 func TestResumeLosesNothingMidStream(t *testing.T) {
 	s := start(t, signal.Config{Rate: rate.Inf, SendQueue: 1024})
 	a, b, created, _ := resumePair(t, s, "stream")
-	const n = 300
+	const n = 200 // in flight at the cut: fewer than ResumeQueue (256)
 	go func() {
 		for i := range n {
 			if b.SendRaw(fmt.Appendf(nil, `{"type":"message","data":%d}`, i)) != nil {

@@ -226,7 +226,7 @@ func (s *Server) completeResumeLocked(m *member, c *conn, jm *clientMsg) members
 		m.expiry = nil
 	}
 	held, overflowed := m.takeHeld()
-	if overflowed {
+	if overflowed || m.backlog.lost(jm.received) {
 		// Frames were lost while the seat was held: the seat cannot be
 		// resumed faithfully.
 		s.metrics.resumes.WithLabelValues("expired").Inc()
