@@ -5,6 +5,8 @@ import (
 	"net"
 	"runtime"
 	"testing"
+
+	"github.com/rendezvous-rtc/rendezvous/signal/signaltest"
 )
 
 // TestClosedByServer: the probe sees the server's FIN before the client
@@ -41,7 +43,7 @@ func TestClosedByServer(t *testing.T) {
 		t.Fatal("closed while the server's end is open")
 	}
 	// "b" and the FIN arrive in one segment.
-	corkForCut(server)
+	signaltest.Cork(server)
 	if _, err := server.Write([]byte("b")); err != nil {
 		t.Fatal(err)
 	}

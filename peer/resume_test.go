@@ -17,25 +17,25 @@ import (
 
 // proxiedPair starts a server with srvCfg and joins a (which creates room
 // "resume" and answers) and b (which joins and offers), each through its
-// own cutProxy and with its own trace. Before a joins, arm(pa, pb) may arm
-// a proxy. cfgA and cfgB, when set, adjust the peers' configs.
+// own signaltest.CutProxy and with its own trace. Before a joins, arm(pa,
+// pb) may arm a proxy. cfgA and cfgB, when set, adjust the peers' configs.
 type proxiedPair struct {
 	ctx    context.Context
 	srv    *signaltest.Server
 	a, b   *Peer
 	la, lb *eventLog
-	pa, pb *cutProxy
+	pa, pb *signaltest.CutProxy
 	ta, tb *trace
 }
 
-func newProxiedPair(t *testing.T, srvCfg signal.Config, arm func(pa, pb *cutProxy), adjust func(id string, cfg *Config)) *proxiedPair {
+func newProxiedPair(t *testing.T, srvCfg signal.Config, arm func(pa, pb *signaltest.CutProxy), adjust func(id string, cfg *Config)) *proxiedPair {
 	t.Helper()
 	x := &proxiedPair{ctx: testContext(t), ta: newTrace(), tb: newTrace()}
 	if srvCfg.Logger == nil {
 		srvCfg.Logger = testLogger(t, "server", "")
 	}
 	x.srv = signaltest.New(t, srvCfg)
-	x.pa, x.pb = newCutProxy(t, x.srv.URL), newCutProxy(t, x.srv.URL)
+	x.pa, x.pb = signaltest.NewCutProxy(t, x.srv.URL), signaltest.NewCutProxy(t, x.srv.URL)
 	if arm != nil {
 		arm(x.pa, x.pb)
 	}
@@ -84,42 +84,42 @@ func noneOf(t *testing.T, l *eventLog, types ...EventType) {
 func TestResumeCut(t *testing.T) {
 	tests := []struct {
 		who      string // "a" creates the room and answers; "b" joins and offers
-		rule     cutRule
+		rule     signaltest.CutRule
 		lossless bool
 	}{
 		// After join.
-		{who: "a", rule: cutRule{dir: down, typ: signal.TypeCreated, nth: 1}, lossless: true},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeJoined, nth: 1}, lossless: true},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeCreated, Nth: 1}, lossless: true},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeJoined, Nth: 1}, lossless: true},
 		// After the offer (before the answer and candidates).
-		{who: "b", rule: cutRule{dir: up, typ: signal.TypeOffer, nth: 1}},
-		{who: "a", rule: cutRule{dir: down, typ: signal.TypeOffer, nth: 1, before: true}, lossless: true},
-		{who: "a", rule: cutRule{dir: down, typ: signal.TypeOffer, nth: 1}, lossless: true},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeOffer, Nth: 1}},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1, Before: true}, lossless: true},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1}, lossless: true},
 		// After the answer.
-		{who: "a", rule: cutRule{dir: up, typ: signal.TypeAnswer, nth: 1}},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeAnswer, nth: 1, before: true}},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeAnswer, nth: 1}},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeAnswer, Nth: 1}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeAnswer, Nth: 1, Before: true}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeAnswer, Nth: 1}},
 		// During candidates.
-		{who: "b", rule: cutRule{dir: up, typ: signal.TypeCandidate, nth: 1}},
-		{who: "a", rule: cutRule{dir: up, typ: signal.TypeCandidate, nth: 1}},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeCandidate, nth: 1, before: true}},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeCandidate, nth: 1}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeCandidate, Nth: 1}},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeCandidate, Nth: 1}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeCandidate, Nth: 1, Before: true}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeCandidate, Nth: 1}},
 		// Silent cuts: the server still has the old connection open when
 		// the member resumes, and replaces it.
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeJoined, nth: 1, silent: true}, lossless: true},
-		{who: "b", rule: cutRule{dir: up, typ: signal.TypeOffer, nth: 1, silent: true}},
-		{who: "a", rule: cutRule{dir: down, typ: signal.TypeOffer, nth: 1, before: true, silent: true}, lossless: true},
-		{who: "a", rule: cutRule{dir: up, typ: signal.TypeAnswer, nth: 1, silent: true}},
-		{who: "b", rule: cutRule{dir: down, typ: signal.TypeAnswer, nth: 1, silent: true}},
-		{who: "a", rule: cutRule{dir: up, typ: signal.TypeCandidate, nth: 1, silent: true}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeJoined, Nth: 1, Silent: true}, lossless: true},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeOffer, Nth: 1, Silent: true}},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1, Before: true, Silent: true}, lossless: true},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeAnswer, Nth: 1, Silent: true}},
+		{who: "b", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeAnswer, Nth: 1, Silent: true}},
+		{who: "a", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeCandidate, Nth: 1, Silent: true}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s", tt.who, tt.rule), func(t *testing.T) {
 			t.Parallel()
-			x := newProxiedPair(t, signal.Config{}, func(pa, pb *cutProxy) {
+			x := newProxiedPair(t, signal.Config{}, func(pa, pb *signaltest.CutProxy) {
 				if tt.who == "a" {
-					pa.arm(tt.rule)
+					pa.Arm(tt.rule)
 				} else {
-					pb.arm(tt.rule)
+					pb.Arm(tt.rule)
 				}
 			}, nil)
 			cutP, cutL, otherL := x.pa, x.la, x.lb
@@ -128,7 +128,9 @@ func TestResumeCut(t *testing.T) {
 			}
 			// (ICE may connect before some signals, so the rule may fire
 			// after the channel opened.)
-			cutP.waitCuts(t, x.ctx, 1)
+			if err := cutP.WaitCuts(x.ctx, 1); err != nil {
+				t.Fatal(err)
+			}
 			waitChannel(t, x.ctx, x.a, x.b)
 			exchange(t, x.ctx, x.la, x.lb, 0, 0)
 			_, lost := cutL.waitType(t, x.ctx, EventSignalingLost, 0)
@@ -158,8 +160,8 @@ func TestResumeCut(t *testing.T) {
 // holds them). The call connects and no signal is lost: each side gets
 // exactly what the other queued, in order.
 func TestResumeMidNegotiation(t *testing.T) {
-	x := newProxiedPair(t, signal.Config{}, func(pa, _ *cutProxy) {
-		pa.arm(cutRule{dir: down, typ: signal.TypeOffer, nth: 1})
+	x := newProxiedPair(t, signal.Config{}, func(pa, _ *signaltest.CutProxy) {
+		pa.Arm(signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1})
 	}, nil)
 	e, lost := x.la.waitType(t, x.ctx, EventSignalingLost, 0)
 	if !errors.Is(e.Err, ErrSignalingClosed) {
@@ -175,10 +177,8 @@ func TestResumeMidNegotiation(t *testing.T) {
 
 	// What a made while disconnected went out on the new connection.
 	var answerConn int
-	for _, f := range x.pa.forwarded(up) {
-		if f.msg.Type == signal.TypeAnswer {
-			answerConn = f.conn
-		}
+	for _, f := range x.pa.Forwarded(signaltest.Up, signal.TypeAnswer) {
+		answerConn = f.Conn
 	}
 	if answerConn != 2 {
 		t.Errorf("a's answer went out on connection %d, want 2 (after the resume)", answerConn)
@@ -192,7 +192,7 @@ func TestResumeTwice(t *testing.T) {
 	waitChannel(t, x.ctx, x.a, x.b)
 	from := 0
 	for i := range 3 {
-		x.pb.cutAll()
+		x.pb.CutAll()
 		_, lost := x.lb.waitType(t, x.ctx, EventSignalingLost, from)
 		_, from = x.lb.waitType(t, x.ctx, EventSignalingResumed, lost)
 		data := fmt.Sprintf(`"after resume %d"`, i)
@@ -217,25 +217,25 @@ func TestResumeSeatLost(t *testing.T) {
 	tests := []struct {
 		name         string
 		srv          signal.Config
-		clientWindow time.Duration // b's Config.ResumeWindow
-		unreachable  bool          // the server cannot be reached until the seat is gone
-		cutA         cutRule       // cut a instead of b, with this rule
-		wantServer   string        // the peer-left reason the remaining member sees
-		wantRefused  bool          // the seat-lost error is the server's resume-failed
+		clientWindow time.Duration      // b's Config.ResumeWindow
+		unreachable  bool               // the server cannot be reached until the seat is gone
+		cutA         signaltest.CutRule // cut a instead of b, with this rule
+		wantServer   string             // the peer-left reason the remaining member sees
+		wantRefused  bool               // the seat-lost error is the server's resume-failed
 	}{
 		{name: "server resume off", srv: signal.Config{ResumeWindow: -1}, wantServer: signal.ReasonDisconnected, wantRefused: true},
 		{name: "server window passed", srv: signal.Config{ResumeWindow: 20 * time.Millisecond}, unreachable: true, wantServer: signal.ReasonTimeout, wantRefused: true},
 		{name: "server window passed, join tokens", srv: signal.Config{ResumeWindow: 20 * time.Millisecond, AuthSecret: secret}, unreachable: true, wantServer: signal.ReasonTimeout, wantRefused: true},
 		{name: "client window passed", srv: signal.Config{ResumeWindow: 20 * time.Millisecond}, clientWindow: 50 * time.Millisecond, unreachable: true, wantServer: signal.ReasonTimeout},
-		{name: "answerer, mid-negotiation", srv: signal.Config{ResumeWindow: -1}, cutA: cutRule{dir: down, typ: signal.TypeOffer, nth: 1, before: true}, wantServer: signal.ReasonDisconnected, wantRefused: true},
+		{name: "answerer, mid-negotiation", srv: signal.Config{ResumeWindow: -1}, cutA: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1, Before: true}, wantServer: signal.ReasonDisconnected, wantRefused: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			midNegotiation := tt.cutA.typ != ""
-			x := newProxiedPair(t, tt.srv, func(pa, _ *cutProxy) {
+			midNegotiation := tt.cutA.Type != ""
+			x := newProxiedPair(t, tt.srv, func(pa, _ *signaltest.CutProxy) {
 				if midNegotiation {
-					pa.arm(tt.cutA)
+					pa.Arm(tt.cutA)
 				}
 			}, func(id string, cfg *Config) {
 				if tt.srv.AuthSecret != nil {
@@ -260,10 +260,10 @@ func TestResumeSeatLost(t *testing.T) {
 			lostID, keptID := lost.p.ID(), kept.p.ID()
 			oldPC := lost.p.PeerConnection(keptID)
 			if tt.unreachable {
-				lostP.setMode(modeRefuse)
+				lostP.SetMode(signaltest.Refuse)
 			}
 			if !midNegotiation {
-				lostP.cutAll()
+				lostP.CutAll()
 			}
 
 			_, i := lost.waitType(t, x.ctx, EventSignalingLost, 0)
@@ -274,7 +274,7 @@ func TestResumeSeatLost(t *testing.T) {
 				if tt.clientWindow > 0 {
 					lost.waitType(t, x.ctx, EventSeatLost, i)
 				}
-				lostP.setMode(modeForward)
+				lostP.SetMode(signaltest.Forward)
 			}
 			e, i := lost.waitType(t, x.ctx, EventSeatLost, i)
 			if !errors.Is(e.Err, ErrSeatLost) {
@@ -323,16 +323,18 @@ func TestResumeSeatLost(t *testing.T) {
 // (TestMain checks goroutines). The other member keeps its call until
 // then.
 func TestReconnectClose(t *testing.T) {
-	for _, mode := range []proxyMode{modeRefuse, modeHang} {
-		t.Run(map[proxyMode]string{modeRefuse: "refused", modeHang: "hanging"}[mode], func(t *testing.T) {
+	for _, mode := range []signaltest.Mode{signaltest.Refuse, signaltest.Hang} {
+		t.Run(map[signaltest.Mode]string{signaltest.Refuse: "refused", signaltest.Hang: "hanging"}[mode], func(t *testing.T) {
 			t.Parallel()
 			x := newProxiedPair(t, signal.Config{}, nil, nil)
 			waitChannel(t, x.ctx, x.a, x.b)
-			x.pb.setMode(mode)
-			x.pb.cutAll()
+			x.pb.SetMode(mode)
+			x.pb.CutAll()
 			_, i := x.lb.waitType(t, x.ctx, EventSignalingLost, 0)
-			if mode == modeHang {
-				x.pb.waitHung(t, x.ctx)
+			if mode == signaltest.Hang {
+				if err := x.pb.WaitHung(x.ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
 			exchange(t, x.ctx, x.la, x.lb, 0, i)
 			start := time.Now()
@@ -387,7 +389,7 @@ func TestNoReconnect(t *testing.T) {
 				t.Fatalf("kick: HTTP %s", resp.Status)
 			}
 		}},
-		{name: "reconnecting off", window: -1, end: func(t *testing.T, x *proxiedPair) { x.pb.cutAll() }},
+		{name: "reconnecting off", window: -1, end: func(t *testing.T, x *proxiedPair) { x.pb.CutAll() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

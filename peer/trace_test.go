@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rendezvous-rtc/rendezvous/signal"
+	"github.com/rendezvous-rtc/rendezvous/signal/signaltest"
 )
 
 // trace records a peer's signaling traffic through the test hooks: what
@@ -133,7 +134,7 @@ func isSubsequence(sub, s []string) bool {
 //     duplicates; when lossless is set exactly that (x had nothing in
 //     flight when its connection was cut), otherwise signals x wrote into
 //     the dying connection may be missing (they are logged).
-func checkSignals(t *testing.T, ctx context.Context, x *Peer, tx *trace, px *cutProxy, y *Peer, ty *trace, lossless bool) {
+func checkSignals(t *testing.T, ctx context.Context, x *Peer, tx *trace, px *signaltest.CutProxy, y *Peer, ty *trace, lossless bool) {
 	t.Helper()
 	xid, yid := x.ID(), y.ID()
 	tx.wait(t, ctx, xid+"'s end of candidates", func() bool {
@@ -156,9 +157,9 @@ func checkSignals(t *testing.T, ctx context.Context, x *Peer, tx *trace, px *cut
 	got := keys(ty.received, func(m *signal.Message) bool { return isSignal(m) && m.From == xid })
 	ty.mu.Unlock()
 	var fwd []string
-	for _, f := range px.forwarded(up) {
-		if isSignal(&f.msg) && f.msg.To == yid {
-			fwd = append(fwd, sigKey(&f.msg))
+	for _, f := range px.Forwarded(signaltest.Up, "") {
+		if isSignal(&f.Msg) && f.Msg.To == yid {
+			fwd = append(fwd, sigKey(&f.Msg))
 		}
 	}
 	if !slices.Equal(got, fwd) {

@@ -52,6 +52,9 @@ func (s *Server) authorize(m *clientMsg) (*TokenClaims, string) {
 	if m.token == "" {
 		return nil, "This server needs a join token: send join with \"token\"."
 	}
+	if len(m.token) > DefaultMaxTokenBytes {
+		return nil, fmt.Sprintf("The join token is longer than %d bytes; it is not accepted.", DefaultMaxTokenBytes)
+	}
 	var claims TokenClaims
 	_, err := s.jwtParser.ParseWithClaims(m.token, &claims, func(*jwt.Token) (any, error) {
 		return s.cfg.AuthSecret, nil
@@ -65,6 +68,8 @@ func (s *Server) authorize(m *clientMsg) (*TokenClaims, string) {
 		return nil, "The join token is not valid (bad signature or format)."
 	case claims.Room != "*" && claims.Room != m.room:
 		return nil, fmt.Sprintf("The join token is not for room %q.", m.room)
+	case claims.Subject != "" && !validID(claims.Subject):
+		return nil, "The join token's sub is not a valid peer id ([A-Za-z0-9_-], 1 to 64 characters)."
 	case claims.Subject != "" && m.id != "" && m.id != claims.Subject:
 		return nil, fmt.Sprintf("The join token grants id %q, not %q.", claims.Subject, m.id)
 	}
@@ -75,6 +80,11 @@ func newJWTParser() *jwt.Parser {
 	return jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(authLeeway),
 	)
 }
+
+// authLeeway is how long past its expiry a join token is still accepted,
+// for clocks that differ; a resume is refused once the token that admitted
+// the seat is that far past its expiry.
+const authLeeway = 5 * time.Second

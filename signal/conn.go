@@ -3,7 +3,10 @@ package signal
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,17 +21,25 @@ import (
 type closeReason string
 
 const (
-	reasonLeft         closeReason = "left"         // the client sent a close frame
-	reasonDisconnected closeReason = "disconnected" // the connection failed without a close frame
-	reasonTimeout      closeReason = "timeout"      // no pong within the timeout
-	reasonSlow         closeReason = "slow"         // send queue full
-	reasonTooLarge     closeReason = "too-large"    // frame over the size limit
-	reasonRate         closeReason = "rate"         // kept sending far over the rate
-	reasonShutdown     closeReason = "shutdown"     // server shutdown
-	reasonKicked       closeReason = "kicked"       // removed through the admin API
-	reasonUnauthorized closeReason = "unauthorized" // too many failed joins
-	reasonReplaced     closeReason = "replaced"     // a resumed connection took its seat
+	reasonLeft         closeReason = "left"            // the client sent a close frame
+	reasonDisconnected closeReason = "disconnected"    // the connection failed without a close frame
+	reasonTimeout      closeReason = "timeout"         // no pong within the timeout
+	reasonSlow         closeReason = "slow"            // send queue full
+	reasonTooLarge     closeReason = "too-large"       // frame over the size limit
+	reasonRate         closeReason = "rate"            // kept sending far over the rate
+	reasonShutdown     closeReason = "shutdown"        // server shutdown
+	reasonKicked       closeReason = "kicked"          // removed through the admin API
+	reasonUnauthorized closeReason = "unauthorized"    // too many failed joins
+	reasonReplaced     closeReason = "replaced"        // a resumed connection took its seat
+	reasonJoinTimeout  closeReason = "join-timeout"    // no valid join within Config.JoinTimeout
+	reasonMsgTimeout   closeReason = "message-timeout" // a message did not complete within Config.MessageTimeout
+	reasonControl      closeReason = "control-flood"   // too many pings or pongs
 )
+
+// closeReasons lists every closeReason, for the metrics.
+var closeReasons = []closeReason{reasonLeft, reasonDisconnected, reasonTimeout, reasonSlow, reasonTooLarge,
+	reasonRate, reasonShutdown, reasonKicked, reasonUnauthorized, reasonReplaced, reasonJoinTimeout,
+	reasonMsgTimeout, reasonControl}
 
 // ReasonKicked is the peer-left reason when an operator removed the member
 // through the admin API; ReasonRoomClosed when the room was closed.
@@ -43,6 +54,8 @@ func (r closeReason) peerLeft() string {
 	switch r {
 	case reasonTimeout, reasonSlow, reasonShutdown, reasonKicked:
 		return string(r)
+	case reasonMsgTimeout:
+		return ReasonTimeout
 	}
 	return ReasonDisconnected
 }
@@ -67,6 +80,50 @@ const ackPingDelay = time.Second
 // close frame before its socket is closed.
 const closeGrace = time.Second
 
+// Control frames (pings and pongs) a client may send: a token bucket of
+// controlRate per second with a burst of controlBurst. Browsers send none
+// but the pongs the server asks for (at most about one a second); a client
+// past the bucket is closed (1008).
+const (
+	controlRate  = 10
+	controlBurst = 20
+)
+
+// rateWindow is the window over which a client's messages over the rate are
+// judged: the first refused in a window gets a rate-limited error, the
+// rest of the window's are dropped, and more than Server.rateAbuse refused
+// in one window close the connection (1008).
+const rateWindow = time.Second
+
+// maxPingsOut is how many unanswered pings a connection remembers; a pong
+// must echo one of them to count.
+const maxPingsOut = 4
+
+// controlBucket is a token bucket of controlRate per second and
+// controlBurst for a connection's control frames: smaller than a
+// rate.Limiter, and owned by readLoop, so without a lock.
+type controlBucket struct {
+	tokens float32
+	last   int64 // unix nanoseconds of the last refill
+}
+
+// take takes a token, and reports false when there is none.
+func (b *controlBucket) take() bool {
+	now := time.Now().UnixNano()
+	if b.last != 0 {
+		b.tokens = min(controlBurst, b.tokens+float32(now-b.last)*controlRate/1e9)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// errControlFlood ends a connection that sends too many control frames.
+var errControlFlood = errors.New("signal: too many control frames")
+
 // readBufs holds the buffers frames are read into; a frame is decoded and
 // copied out before its buffer goes back.
 var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -77,46 +134,69 @@ var readBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
-	fc     *frameConn // ws's net.Conn
-	n      uint64     // connection number, for logs
-	remote string
+	fc     *frameConn   // ws's net.Conn
+	n      uint64       // connection number, for logs
+	remote string       // the client's address
+	addr   netip.Prefix // the key it is counted under in Server.addrs
 
 	// owned by readLoop
 	limiter      *rate.Limiter // nil when rate limiting is off
-	overRate     int           // messages refused for rate since the last one allowed
+	control      controlBucket // pings and pongs from the client
+	windowStart  time.Time     // start of the current rate window
+	overRate     int           // messages refused for rate in the current window
 	authFailures int           // joins refused as unauthorized
 	deadline     time.Time     // the read deadline: PongTimeout after the last sign of life
-	pingFn       func([]byte)  // c.onPing and c.onPong, bound once
-	pongFn       func([]byte)
+	msgDeadline  time.Time     // while a message is being read: when it must be complete; else zero
+	pingFn       func([]byte) error
+	pongFn       func([]byte) error
 
 	closeSent atomic.Bool // a close frame went out; the read deadline is final
 
 	// guarded by Server.mu
-	member   *member // the connection's seat, nil when in no room
-	resuming *member // a seat this connection waits to take over (see pendingResume)
+	member    *member     // the connection's seat, nil when in no room
+	resuming  *member     // a seat this connection waits to take over (see pendingResume)
+	joinTimer *time.Timer // closes the connection while it is in no room for JoinTimeout; nil when seated or off
+	finished  bool        // finish has begun: no join timer any more
 
-	mu         sync.Mutex
-	queue      [][]byte       // guarded by mu: frames not yet written; writeLoop removes each once written
-	recent     [][]byte       // guarded by mu: frames written but not yet acknowledged by a pong
-	recentBase uint64         // guarded by mu: number of the first frame in recent (frames count from 1)
-	written    uint64         // guarded by mu: frames written on this connection
-	writing    bool           // guarded by mu: a writeLoop goroutine runs
-	writers    sync.WaitGroup // counts the writeLoop goroutine, for finish to wait on
-	pingDue    bool           // guarded by mu: writeLoop should send a ping
-	ackPingDue bool           // guarded by mu: the pinger fires early, to acknowledge recent
-	closeFrame []byte         // guarded by mu: close frame to send after the queue
-	closing    bool           // guarded by mu: no new frames (closing or dropped)
-	closed     bool           // guarded by mu: the connection is finished
-	reason     closeReason    // guarded by mu: why it ended; the first cause wins
-	pinger     *time.Timer    // guarded by mu: sends the next ping
+	mu          sync.Mutex
+	queue       [][]byte            // guarded by mu: frames not yet written; writeLoop removes each once written
+	queueBytes  int                 // guarded by mu: bytes in queue
+	exempt      int                 // guarded by mu: frames of a resumed backlog still counted in queue, exempt from the queue's limits
+	exemptBytes int                 // guarded by mu: their bytes
+	recent      [][]byte            // guarded by mu: frames written but not yet acknowledged by a pong (none when resume is off)
+	recentBytes int                 // guarded by mu: bytes in recent
+	recentBase  uint64              // guarded by mu: number of the first frame in recent (frames count from 1)
+	readBytes   int                 // guarded by mu: bytes of the message being read
+	written     uint64              // guarded by mu: frames written on this connection
+	pingsOut    [maxPingsOut]uint64 // guarded by mu: payloads of the pings not yet answered, oldest first
+	npings      int                 // guarded by mu: how many of pingsOut are set
+	confirmAt   uint64              // guarded by mu: number of the joined of a resume, until the client acknowledges it; else 0
+	writing     bool                // guarded by mu: a writeLoop goroutine runs
+	writers     sync.WaitGroup      // counts the writeLoop goroutine, for finish to wait on
+	pingDue     bool                // guarded by mu: writeLoop should send a ping
+	ackPingDue  bool                // guarded by mu: the pinger fires early, to acknowledge recent
+	closeFrame  []byte              // guarded by mu: close frame to send after the queue
+	closing     bool                // guarded by mu: no new frames (closing or dropped)
+	closed      bool                // guarded by mu: the connection is finished
+	reason      closeReason         // guarded by mu: why it ended; the first cause wins
+	pinger      *time.Timer         // guarded by mu: sends the next ping
 }
 
 func newConn(s *Server, ws *websocket.Conn, fc *frameConn, remote string) *conn {
-	c := &conn{s: s, ws: ws, fc: fc, remote: remote, n: s.nextID.Add(1)}
+	c := &conn{s: s, ws: ws, fc: fc, remote: remote, n: s.nextID.Add(1),
+		control: controlBucket{tokens: controlBurst}}
 	if s.cfg.Rate != rate.Inf {
 		c.limiter = rate.NewLimiter(s.cfg.Rate, s.cfg.Burst)
 	}
 	return c
+}
+
+// buffered returns the bytes c holds for its client: queued, kept for a
+// resume, and of a message being read.
+func (c *conn) buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queueBytes + c.recentBytes + c.readBytes
 }
 
 func (c *conn) readLoop() {
@@ -146,7 +226,7 @@ func (c *conn) read() {
 			err = c.readMessage()
 		}
 		if err != nil {
-			c.finish(readErrReason(err))
+			c.finish(c.readErrReason(err))
 			return
 		}
 	}
@@ -183,7 +263,7 @@ func (c *conn) idle() {
 	err := c.fc.wait.wait()
 	c.s.idleConns.Add(-1)
 	if err != nil {
-		c.finish(readErrReason(err))
+		c.finish(c.readErrReason(err))
 		return
 	}
 	c.read()
@@ -192,22 +272,62 @@ func (c *conn) idle() {
 // start sets the connection up for reading.
 func (c *conn) start() {
 	s := c.s
-	s.log.Info("connection open", "conn", c.n, "remote", c.remote)
+	s.log.Debug("connection open", "conn", c.n, "remote", c.remote)
 	c.ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c.extendDeadline(time.Now())
 	// Pings and pongs between messages are handled by awaitDataFrame;
 	// gorilla sees only those inside a fragmented message.
 	c.pingFn, c.pongFn = c.onPing, c.onPong
-	c.ws.SetPongHandler(func(data string) error { c.onPong([]byte(data)); return nil })
+	c.ws.SetPongHandler(func(data string) error { return c.onPong([]byte(data)) })
+	c.ws.SetPingHandler(func(data string) error { return c.onPing([]byte(data)) })
 	c.mu.Lock()
 	if !c.closed {
 		c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
 	}
 	c.mu.Unlock()
+	if s.cfg.JoinTimeout > 0 {
+		s.mu.Lock()
+		if c.member == nil && c.resuming == nil {
+			c.joinTimer = time.AfterFunc(s.cfg.JoinTimeout, c.onJoinTimeout)
+		}
+		s.mu.Unlock()
+	}
 }
 
-// readMessage reads and handles one message.
+// onJoinTimeout closes the connection if it is still in no room.
+func (c *conn) onJoinTimeout() {
+	s := c.s
+	s.mu.RLock()
+	idle := c.member == nil && c.resuming == nil
+	s.mu.RUnlock()
+	if idle {
+		c.closeAfterQueue(websocket.ClosePolicyViolation,
+			fmt.Sprintf("no join within %s", s.cfg.JoinTimeout), reasonJoinTimeout)
+	}
+}
+
+// setMemberLocked seats c as m (nil: in no room), and starts or stops the
+// join timer accordingly. s.mu is held for writing.
+func (c *conn) setMemberLocked(m *member) {
+	c.member = m
+	switch {
+	case m != nil && c.joinTimer != nil:
+		c.joinTimer.Stop()
+		c.joinTimer = nil // a seated connection holds none
+	case m == nil && c.joinTimer == nil && c.s.cfg.JoinTimeout > 0 && !c.finished:
+		c.joinTimer = time.AfterFunc(c.s.cfg.JoinTimeout, c.onJoinTimeout)
+	}
+}
+
+// readMessage reads and handles one message. A message whose first frame
+// is not all here yet must arrive whole within MessageTimeout; the bytes
+// read so far count against the connection's buffer limits.
 func (c *conn) readMessage() error {
+	whole := c.fc.wholeFinalFrameBuffered()
+	if !whole {
+		c.msgDeadline = time.Now().Add(c.s.cfg.MessageTimeout)
+		c.setReadDeadline(c.readDeadline())
+	}
 	mt, r, err := c.ws.NextReader()
 	if err != nil {
 		return err
@@ -219,10 +339,17 @@ func (c *conn) readMessage() error {
 		}
 	}()
 	buf.Reset()
-	if _, err := buf.ReadFrom(r); err != nil {
+	cr := countingReader{r: r, c: c}
+	_, err = buf.ReadFrom(&cr)
+	defer c.account(-cr.n)
+	if err != nil {
 		return err
 	}
 	now := time.Now()
+	if !whole {
+		c.msgDeadline = time.Time{}
+		c.setReadDeadline(c.deadline)
+	}
 	if c.deadline.Sub(now) < c.s.cfg.PongTimeout-time.Second { // extended over a second ago
 		c.extendDeadline(now)
 	}
@@ -234,16 +361,84 @@ func (c *conn) readMessage() error {
 	return nil
 }
 
-func (c *conn) onPong(data []byte) {
-	c.extendDeadline(time.Now())
-	if n, err := strconv.ParseUint(string(data), 10, 64); err == nil {
-		c.acked(n)
-	}
+// countingReader counts the bytes of a message as they are read into c's
+// buffered bytes.
+type countingReader struct {
+	r io.Reader
+	c *conn
+	n int
 }
 
-func (c *conn) onPing(data []byte) {
+func (cr *countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	if n > 0 {
+		cr.n += n
+		cr.c.account(n)
+	}
+	return n, err
+}
+
+// account adds n (negative: removes) to the bytes of the message being read.
+func (c *conn) account(n int) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.readBytes += n
+	c.mu.Unlock()
+	c.s.addBuffered(n)
+}
+
+// readDeadline is the read deadline in force: the keepalive deadline, or
+// the message's when one is being read and it is sooner.
+func (c *conn) readDeadline() time.Time {
+	if !c.msgDeadline.IsZero() && c.msgDeadline.Before(c.deadline) {
+		return c.msgDeadline
+	}
+	return c.deadline
+}
+
+// onPong handles a pong: one that echoes a ping the server sent extends
+// the deadline and acknowledges the frames written before that ping; any
+// other is ignored.
+func (c *conn) onPong(data []byte) error {
+	if !c.control.take() {
+		return errControlFlood
+	}
+	n, err := strconv.ParseUint(string(data), 10, 64)
+	if err != nil || len(data) > 1 && data[0] == '0' {
+		return nil
+	}
+	if !c.answered(n) {
+		return nil
+	}
+	c.extendDeadline(time.Now())
+	c.acked(n)
+	return nil
+}
+
+// answered reports whether n is the payload of a ping not yet answered,
+// and forgets that ping and those sent before it.
+func (c *conn) answered(n uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.npings {
+		if c.pingsOut[i] == n {
+			k := copy(c.pingsOut[:], c.pingsOut[i+1:c.npings])
+			c.npings = k
+			return true
+		}
+	}
+	return false
+}
+
+func (c *conn) onPing(data []byte) error {
+	if !c.control.take() {
+		return errControlFlood
+	}
 	c.extendDeadline(time.Now())
 	_ = c.ws.WriteControl(websocket.PongMessage, data, time.Now().Add(c.s.cfg.WriteTimeout))
+	return nil
 }
 
 // extendDeadline gives the client another PongTimeout to send something,
@@ -253,7 +448,7 @@ func (c *conn) extendDeadline(now time.Time) {
 		return
 	}
 	c.deadline = now.Add(c.s.cfg.PongTimeout)
-	c.setReadDeadline(c.deadline)
+	c.setReadDeadline(c.readDeadline())
 }
 
 // setReadDeadline sets the socket's read deadline, unless a close frame
@@ -269,18 +464,55 @@ func (c *conn) setReadDeadline(t time.Time) {
 	}
 }
 
-func readErrReason(err error) closeReason {
+// readErrReason says why reading ended with err. For the reasons gorilla
+// does not answer itself, it sends the client a close frame saying so.
+func (c *conn) readErrReason(err error) closeReason {
 	var ne net.Error
 	var ce *websocket.CloseError
 	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
+	case errors.Is(err, errFrameTooLarge):
+		c.closeNow(websocket.CloseMessageTooBig, fmt.Sprintf("frame over %d bytes", c.s.cfg.MaxMessageBytes))
 		return reasonTooLarge
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.drain() // gorilla sent 1009
+		return reasonTooLarge
+	case errors.Is(err, errControlFlood):
+		c.closeNow(websocket.ClosePolicyViolation, "too many control frames")
+		return reasonControl
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		return reasonLeft
 	case errors.As(err, &ne) && ne.Timeout():
+		if !c.msgDeadline.IsZero() && !time.Now().Before(c.msgDeadline) {
+			c.closeNow(websocket.ClosePolicyViolation, fmt.Sprintf("message not complete within %s", c.s.cfg.MessageTimeout))
+			return reasonMsgTimeout
+		}
 		return reasonTimeout
 	}
 	return reasonDisconnected
+}
+
+// closeNow sends a close frame at once, ahead of anything queued, when the
+// socket takes it within closeGrace; the reader is ending the connection.
+func (c *conn) closeNow(code int, text string) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.closeSent.Store(true)
+	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace)) == nil {
+		c.drain()
+	}
+}
+
+// maxDrainBytes bounds what drain reads.
+const maxDrainBytes = 64 << 10
+
+// drain reads and discards what the client still sends, for closeGrace or
+// up to maxDrainBytes, until it closes its side: a socket closed with
+// unread data is reset, and a reset can destroy the close frame just sent
+// before the client reads it.
+func (c *conn) drain() {
+	_ = c.fc.Conn.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.fc.Conn, maxDrainBytes))
 }
 
 // finish runs when readLoop ends. A connection that dropped (no close
@@ -294,23 +526,35 @@ func (c *conn) finish(reason closeReason) {
 	c.writers.Wait() // no writer can start once closed is set
 	c.mu.Lock()
 	reason = c.reason
-	backlog := seatBacklog{unsent: c.queue, recent: c.recent, recentBase: c.recentBase}
+	backlog := seatBacklog{unsent: c.queue, recent: c.recent, recentBase: c.recentBase,
+		bytes: c.queueBytes + c.recentBytes}
 	c.queue, c.recent = nil, nil
+	c.queueBytes, c.recentBytes, c.exempt, c.exemptBytes = 0, 0, 0, 0
 	c.mu.Unlock()
 
 	s.mu.Lock()
+	c.finished = true
+	if c.joinTimer != nil {
+		c.joinTimer.Stop()
+		c.joinTimer = nil
+	}
 	var ev membership
+	held := false
 	if m := c.member; m != nil {
 		if reason.resumable() && s.cfg.ResumeWindow > 0 && !s.closing {
 			ev = s.holdSeatLocked(m, backlog)
+			held = true
 		} else {
 			ev = s.removeMemberLocked(m, reason.peerLeft())
 		}
 	}
 	s.mu.Unlock()
+	if !held {
+		s.addBuffered(-backlog.bytes)
+	}
 	c.logLeave(ev)
 	s.metrics.closed.WithLabelValues(string(reason)).Inc()
-	s.log.Info("connection closed", "conn", c.n, "remote", c.remote, "reason", reason)
+	s.log.Debug("connection closed", "conn", c.n, "remote", c.remote, "reason", reason)
 	s.removeConn(c)
 }
 
@@ -318,17 +562,18 @@ func (c *conn) finish(reason closeReason) {
 func (c *conn) handle(frame []byte, recv time.Time) {
 	s := c.s
 	m, e := decodeClient(frame, s.cfg.MaxCapacity)
-	if c.limiter != nil {
-		if !c.limiter.Allow() {
-			c.overRate++
-			if c.overRate > s.rateAbuse {
-				c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded", reasonRate)
-				return
-			}
-			c.sendError(perr(CodeRateLimited, "Too many messages: this connection may send %g per second (burst %d); this one was not delivered.", float64(s.cfg.Rate), s.cfg.Burst), m.ref)
-			return
+	if c.limiter != nil && !c.limiter.Allow() {
+		if recv.Sub(c.windowStart) >= rateWindow {
+			c.windowStart, c.overRate = recv, 0
 		}
-		c.overRate = 0
+		c.overRate++
+		switch {
+		case c.overRate > s.rateAbuse:
+			c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded", reasonRate)
+		case c.overRate == 1:
+			c.sendError(perr(CodeRateLimited, "Too many messages: this connection may send %g per second (burst %d); this one and any others over the rate in the next second are not delivered.", float64(s.cfg.Rate), s.cfg.Burst), m.ref)
+		}
+		return
 	}
 	if e != nil {
 		c.sendError(e, m.ref)
@@ -350,40 +595,70 @@ func (c *conn) sendError(e *protoError, ref string) {
 }
 
 // enqueue queues frame for writing; it never blocks. It reports false
-// when the connection takes no more frames: it is closing, or its queue was
-// full and it is now dropped as a slow consumer.
+// when the connection takes no more frames: it is closing, or its queue
+// was full (SendQueue frames or ConnBufferBytes bytes) and it is now
+// dropped as a slow consumer. Frames kept for a resume are forgotten,
+// oldest first, to keep the connection within ConnBufferBytes.
 func (c *conn) enqueue(frame []byte) bool {
+	s := c.s
 	c.mu.Lock()
 	if c.closing || c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= c.s.cfg.SendQueue {
+	if len(c.queue)-c.exempt >= s.cfg.SendQueue || c.queueBytes-c.exemptBytes+len(frame) > s.cfg.ConnBufferBytes {
 		c.closing = true // refuse further frames; drop finishes the job
 		c.mu.Unlock()
-		c.s.wg.Add(1) // safe: this connection's readLoop holds a count
-		go c.s.drop(c, reasonSlow, websocket.ClosePolicyViolation, "slow consumer")
+		s.wg.Add(1) // safe: this connection's readLoop holds a count
+		go s.drop(c, reasonSlow, websocket.ClosePolicyViolation, "slow consumer")
 		return false
 	}
 	c.queue = append(c.queue, frame)
+	c.queueBytes += len(frame)
+	freed := c.forgetRecentLocked(s.cfg.ResumeQueue, s.cfg.ConnBufferBytes)
 	c.startWriterLocked()
 	c.mu.Unlock()
+	s.addBuffered(len(frame) - freed)
 	return true
 }
 
-// enqueueAll queues frames (a resumed seat's backlog) past the queue
-// limit: they were bounded when they were held.
-func (c *conn) enqueueAll(frames [][]byte) {
+// forgetRecentLocked drops the oldest frames kept for a resume until recent
+// holds at most maxFrames and the connection at most maxBytes, and returns
+// the bytes freed. A resume that needs them then fails. c.mu is held.
+func (c *conn) forgetRecentLocked(maxFrames, maxBytes int) (freed int) {
+	k := 0
+	for k < len(c.recent) && (len(c.recent)-k > maxFrames || c.queueBytes+c.recentBytes+c.readBytes-freed > maxBytes) {
+		freed += len(c.recent[k])
+		k++
+	}
+	if k > 0 {
+		clear(c.recent[:k])
+		c.recent = c.recent[k:]
+		c.recentBase += uint64(k)
+		c.recentBytes -= freed
+	}
+	return freed
+}
+
+// enqueueAll queues frames (a resumed seat's backlog, of size bytes, which
+// the server's buffered bytes already count) past the queue's limits: they
+// were bounded when they were held.
+func (c *conn) enqueueAll(frames [][]byte, bytes int) {
 	if len(frames) == 0 {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closing || c.closed {
+		c.mu.Unlock()
+		c.s.addBuffered(-bytes)
 		return
 	}
 	c.queue = append(c.queue, frames...)
+	c.queueBytes += bytes
+	c.exempt += len(frames)
+	c.exemptBytes += bytes
 	c.startWriterLocked()
+	c.mu.Unlock()
 }
 
 // startWriterLocked starts writeLoop unless it runs. c.mu must be held and
@@ -411,17 +686,44 @@ func (c *conn) ping() {
 // echoes a ping sent after frame n proves the client read them.
 func (c *conn) acked(n uint64) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.confirmAt != 0 && n >= c.confirmAt {
+		// The client has read the joined of its resume, and with it the
+		// new resume token: the one it resumed with is spent for good.
+		c.confirmAt = 0
+		c.mu.Unlock()
+		c.s.mu.Lock()
+		if m := c.member; m != nil && m.conn == c {
+			m.prevResume = ""
+		}
+		c.s.mu.Unlock()
+		c.mu.Lock()
+	}
 	if n < c.recentBase {
+		c.mu.Unlock()
 		return
 	}
 	k := min(n-c.recentBase+1, uint64(len(c.recent)))
+	freed := 0
+	for _, f := range c.recent[:k] {
+		freed += len(f)
+	}
 	clear(c.recent[:k])
 	c.recent = c.recent[k:]
 	c.recentBase += k
+	c.recentBytes -= freed
 	if len(c.recent) == 0 {
 		c.recent = nil // an idle connection holds none
 	}
+	c.mu.Unlock()
+	c.s.addBuffered(-freed)
+}
+
+// confirmResume records that the next frame queued is the joined of a
+// resume, whose acknowledgement spends the seat's previous token.
+func (c *conn) confirmResume() {
+	c.mu.Lock()
+	c.confirmAt = c.written + uint64(len(c.queue)) + 1
+	c.mu.Unlock()
 }
 
 // closeAfterQueue sends a close frame once the frames already queued are
@@ -478,6 +780,7 @@ func (c *conn) writeLoop() {
 	defer c.writers.Done()
 	wt := c.s.cfg.WriteTimeout
 	limit := c.s.cfg.ResumeQueue
+	keep := c.s.cfg.ResumeWindow > 0 // keep written frames for a resume
 	var batch [][]byte
 	for {
 		c.mu.Lock()
@@ -523,29 +826,44 @@ func (c *conn) writeLoop() {
 		var pingData []byte // the ping carries the number of frames written before it
 		if n > 0 || ping {
 			c.mu.Lock()
+			freed := 0
 			if n > 0 {
+				bytes := 0
+				for _, f := range batch[:n] {
+					bytes += len(f)
+				}
 				rest := copy(c.queue, c.queue[n:])
 				clear(c.queue[rest:])
 				c.queue = c.queue[:rest]
-				if len(c.recent) == 0 {
-					c.recentBase = c.written + 1
-				}
-				c.recent = append(c.recent, batch[:n]...)
+				c.queueBytes -= bytes
+				c.exempt -= min(c.exempt, n)
+				c.exemptBytes -= min(c.exemptBytes, bytes)
 				c.written += uint64(n)
-				if over := len(c.recent) - limit; over > 0 {
-					clear(c.recent[:over])
-					c.recent = c.recent[over:]
-					c.recentBase += uint64(over)
+				if keep {
+					if len(c.recent) == 0 {
+						c.recentBase = c.written - uint64(n) + 1
+					}
+					c.recent = append(c.recent, batch[:n]...)
+					c.recentBytes += bytes
+					freed = c.forgetRecentLocked(limit, c.s.cfg.ConnBufferBytes)
+				} else {
+					freed = bytes
 				}
 			}
 			if ping {
 				pingData = strconv.AppendUint(nil, c.written, 10)
-			} else if n > 0 && !c.ackPingDue && !c.closed && c.pinger != nil && c.s.cfg.PingInterval > ackPingDelay {
+				if c.npings == maxPingsOut {
+					c.npings = copy(c.pingsOut[:], c.pingsOut[1:])
+				}
+				c.pingsOut[c.npings] = c.written
+				c.npings++
+			} else if n > 0 && keep && !c.ackPingDue && !c.closed && c.pinger != nil && c.s.cfg.PingInterval > ackPingDelay {
 				// Ask for an early pong, so that recent is released soon.
 				c.ackPingDue = true
 				c.pinger.Reset(ackPingDelay)
 			}
 			c.mu.Unlock()
+			c.s.addBuffered(-freed)
 		}
 		clear(batch)
 		if err == websocket.ErrCloseSent {

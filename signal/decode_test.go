@@ -169,3 +169,23 @@ func TestValidRoomAndID(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendRelayQuotesFrom: whatever the sender's id holds, a relayed
+// frame is valid JSON whose from is that id, so that no id can break out
+// of its string (a token's sub once could).
+func TestAppendRelayQuotesFrom(t *testing.T) {
+	for _, from := range []string{"alice", `mallory","from":"ALICE`, `back\slash`, "new\nline", "\x00\x1f", "é"} {
+		out := appendRelay(TypeMessage, from, "data", []byte(`{"x":1}`))
+		var got struct {
+			Type string          `json:"type"`
+			From string          `json:"from"`
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("from %q: %s is not JSON: %v", from, out, err)
+		}
+		if got.Type != TypeMessage || got.From != from || string(got.Data) != `{"x":1}` {
+			t.Fatalf("from %q: decoded %+v from %s", from, got, out)
+		}
+	}
+}

@@ -34,6 +34,9 @@ type frameConn struct {
 	need int64   // bytes to the end of the current frame; 0 at a frame start
 	wait waiter  // waits for the socket to be readable without a buffer
 
+	maxPayload int64         // immutable: larger frames are refused at their header
+	slack      time.Duration // immutable: see SetWriteDeadline
+
 	wmu      sync.Mutex // serializes writes and guards the fields below
 	batching bool
 	wbuf     *[]byte   // pooled; gathered writes
@@ -50,8 +53,11 @@ var (
 	writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
 )
 
-func newFrameConn(c net.Conn) *frameConn {
-	fc := &frameConn{Conn: c}
+// newFrameConn wraps c; frames with a payload over maxPayload bytes are
+// refused (errFrameTooLarge) as soon as their header is read, and writes
+// have deadlines of writeTimeout (see SetWriteDeadline).
+func newFrameConn(c net.Conn, maxPayload int64, writeTimeout time.Duration) *frameConn {
+	fc := &frameConn{Conn: c, maxPayload: maxPayload, slack: deadlineSlack(writeTimeout)}
 	fc.wait.init(c)
 	return fc
 }
@@ -60,7 +66,9 @@ func newFrameConn(c net.Conn) *frameConn {
 // connection.
 type hijacker struct {
 	http.ResponseWriter
-	fc *frameConn
+	maxPayload   int64
+	writeTimeout time.Duration
+	fc           *frameConn
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -72,7 +80,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.fc = newFrameConn(c)
+	h.fc = newFrameConn(c, h.maxPayload, h.writeTimeout)
 	return h.fc, brw, nil
 }
 
@@ -124,15 +132,21 @@ func (fc *frameConn) fill() error {
 	return err
 }
 
-// frameLen parses the frame header at the start of b and returns the
-// frame's whole length, or 0 when b does not hold the whole header yet.
-func frameLen(b []byte) (total int64, headerLen int) {
+// errFrameTooLarge is returned by Read and awaitDataFrame when a frame's
+// header announces a payload over the limit: the frame is refused before
+// any of it is read.
+var errFrameTooLarge = errors.New("signal: frame over the size limit")
+
+// frameHeader parses the frame header at the start of b and returns the
+// payload's length and the header's. ok is false when b does not hold the
+// whole header yet. The payload length is as sent: up to 2^64-1.
+func frameHeader(b []byte) (payload uint64, headerLen int, ok bool) {
 	if len(b) < 2 {
-		return 0, 0
+		return 0, 0, false
 	}
 	headerLen = 2
-	n := int64(b[1] & 0x7f)
-	switch n {
+	payload = uint64(b[1] & 0x7f)
+	switch payload {
 	case 126:
 		headerLen += 2
 	case 127:
@@ -142,22 +156,39 @@ func frameLen(b []byte) (total int64, headerLen int) {
 		headerLen += 4 // mask key
 	}
 	if len(b) < headerLen {
-		return 0, 0
+		return 0, 0, false
 	}
-	switch n {
+	switch payload {
 	case 126:
-		n = int64(binary.BigEndian.Uint16(b[2:]))
+		payload = uint64(binary.BigEndian.Uint16(b[2:]))
 	case 127:
-		n = int64(binary.BigEndian.Uint64(b[2:]) & (1<<63 - 1))
+		payload = binary.BigEndian.Uint64(b[2:])
 	}
-	return int64(headerLen) + n, headerLen
+	return payload, headerLen, true
+}
+
+// frameLen returns the whole length of the frame whose header starts b, 0
+// when b does not hold the whole header yet, and errFrameTooLarge when the
+// payload is over maxPayload.
+func frameLen(b []byte, maxPayload int64) (total int64, headerLen int, err error) {
+	payload, headerLen, ok := frameHeader(b)
+	if !ok {
+		return 0, 0, nil
+	}
+	if payload > uint64(maxPayload) {
+		return 0, 0, errFrameTooLarge
+	}
+	return int64(headerLen) + int64(payload), headerLen, nil
 }
 
 // Read gives gorilla the stream, never past the end of the current frame.
 func (fc *frameConn) Read(p []byte) (int, error) {
 	if fc.need == 0 {
 		for {
-			total, _ := frameLen(fc.buffered())
+			total, _, err := frameLen(fc.buffered(), fc.maxPayload)
+			if err != nil {
+				return 0, err
+			}
 			if total > 0 {
 				fc.need = total
 				break
@@ -182,6 +213,15 @@ func (fc *frameConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// wholeFinalFrameBuffered reports whether the buffer holds the whole of
+// the next frame and it is a message's last (FIN set): reading it will not
+// wait on the socket. It must be called at a frame start.
+func (fc *frameConn) wholeFinalFrameBuffered() bool {
+	b := fc.buffered()
+	total, _, err := frameLen(b, fc.maxPayload)
+	return err == nil && total > 0 && total <= int64(len(b)) && b[0]&0x80 != 0
+}
+
 // Control frame opcodes and limits (RFC 6455).
 const (
 	opPing           = 9
@@ -191,17 +231,20 @@ const (
 
 // awaitDataFrame returns once the socket's next frame is not a ping or a
 // pong, calling onPing and onPong (with the unmasked payload) for those
-// that come first. Frames that break the rules are left to gorilla, which
+// that come first; an error from either ends the wait and is returned. Frames that break the rules are left to gorilla, which
 // reports them. It must be called between messages. When nothing is
 // buffered and the socket can be waited on (see waiter), it returns
 // errIdle instead of blocking.
-func (fc *frameConn) awaitDataFrame(onPing, onPong func(payload []byte)) error {
+func (fc *frameConn) awaitDataFrame(onPing, onPong func(payload []byte) error) error {
 	for {
 		b := fc.buffered()
 		if len(b) == 0 && fc.wait.idle() {
 			return errIdle
 		}
-		total, hlen := frameLen(b)
+		total, hlen, err := frameLen(b, fc.maxPayload)
+		if err != nil {
+			return err
+		}
 		if total == 0 {
 			if err := fc.fill(); err != nil {
 				return err
@@ -227,24 +270,34 @@ func (fc *frameConn) awaitDataFrame(onPing, onPong func(payload []byte)) error {
 		}
 		fc.consume(int(total))
 		if op == opPing {
-			onPing(payload[:n])
+			err = onPing(payload[:n])
 		} else {
-			onPong(payload[:n])
+			err = onPong(payload[:n])
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
 // writeDeadlineSlack is how much later than the one in force a new write
 // deadline may be and still be left unset: gorilla sets one before every
-// frame, and each costs the runtime a timer update.
+// frame, and each costs the runtime a timer update. A write then gets at
+// least its timeout less the slack.
 const writeDeadlineSlack = time.Second
 
-// SetWriteDeadline sets the write deadline, unless it is at most
-// writeDeadlineSlack later than the one in force.
+// deadlineSlack returns the slack for write deadlines of writeTimeout: a
+// quarter of it, at most writeDeadlineSlack.
+func deadlineSlack(writeTimeout time.Duration) time.Duration {
+	return min(writeDeadlineSlack, writeTimeout/4)
+}
+
+// SetWriteDeadline sets the write deadline, unless it is less than the
+// slack later than the one in force.
 func (fc *frameConn) SetWriteDeadline(t time.Time) error {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
-	if !t.IsZero() && !fc.wdl.IsZero() && !t.Before(fc.wdl) && t.Sub(fc.wdl) < writeDeadlineSlack {
+	if !t.IsZero() && !fc.wdl.IsZero() && !t.Before(fc.wdl) && t.Sub(fc.wdl) < fc.slack {
 		return nil
 	}
 	fc.wdl = t

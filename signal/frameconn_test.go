@@ -18,6 +18,9 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// testMaxPayload is the frame size limit of the frameConns in these tests.
+const testMaxPayload = 1 << 20
+
 // chunkConn is a net.Conn that serves data in chunks of the given sizes
 // (cycling), then io.EOF.
 type chunkConn struct {
@@ -42,9 +45,16 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// clientFrame builds a masked client frame.
-func clientFrame(op byte, payload []byte) []byte {
-	b := []byte{0x80 | op}
+// clientFrame builds a masked client frame, a message's last.
+func clientFrame(op byte, payload []byte) []byte { return clientFragment(true, op, payload) }
+
+// clientFragment builds a masked client frame; fin says whether it is a
+// message's last.
+func clientFragment(fin bool, op byte, payload []byte) []byte {
+	b := []byte{op}
+	if fin {
+		b[0] |= 0x80
+	}
 	switch n := len(payload); {
 	case n < 126:
 		b = append(b, 0x80|byte(n))
@@ -67,8 +77,8 @@ func clientFrame(op byte, payload []byte) []byte {
 func frameBoundaries(t testing.TB, stream []byte) map[int]bool {
 	ends := map[int]bool{}
 	for off := 0; off < len(stream); {
-		total, _ := frameLen(stream[off:])
-		if total == 0 {
+		total, _, err := frameLen(stream[off:], testMaxPayload)
+		if total == 0 || err != nil {
 			break
 		}
 		off += int(total)
@@ -123,7 +133,7 @@ func TestFrameConnStopsAtFrameEnds(t *testing.T) {
 		{"mixed", []int{3, 5000, 1, 60}, []int{2, 700, 128, 1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fc := newFrameConn(&chunkConn{data: stream, chunks: tt.chunks})
+			fc := newFrameConn(&chunkConn{data: stream, chunks: tt.chunks}, testMaxPayload, 10*time.Second)
 			if got := readAllCapped(t, fc, stream, tt.reads); !bytes.Equal(got, stream) {
 				t.Fatalf("read %d bytes, want the %d-byte stream unchanged", len(got), len(stream))
 			}
@@ -134,10 +144,10 @@ func TestFrameConnStopsAtFrameEnds(t *testing.T) {
 func TestAwaitDataFrameHandlesControlFrames(t *testing.T) {
 	data := clientFrame(1, []byte("hello"))
 	stream := append(append(append(clientFrame(opPing, []byte("p1")), clientFrame(opPong, []byte("17"))...), data...), clientFrame(opPong, nil)...)
-	fc := newFrameConn(&chunkConn{data: stream, chunks: []int{3}})
+	fc := newFrameConn(&chunkConn{data: stream, chunks: []int{3}}, testMaxPayload, 10*time.Second)
 	var pings, pongs []string
-	onPing := func(b []byte) { pings = append(pings, string(b)) }
-	onPong := func(b []byte) { pongs = append(pongs, string(b)) }
+	onPing := func(b []byte) error { pings = append(pings, string(b)); return nil }
+	onPong := func(b []byte) error { pongs = append(pongs, string(b)); return nil }
 	if err := fc.awaitDataFrame(onPing, onPong); err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +181,9 @@ func TestAwaitDataFrameLeavesBadFramesToGorilla(t *testing.T) {
 	fragmented[0] &^= 0x80
 	tooLong := clientFrame(opPong, bytes.Repeat([]byte("z"), 126))
 	for name, frame := range map[string][]byte{"unmasked": unmasked, "not final": fragmented, "too long": tooLong} {
-		fc := newFrameConn(&chunkConn{data: frame, chunks: []int{100}})
+		fc := newFrameConn(&chunkConn{data: frame, chunks: []int{100}}, testMaxPayload, 10*time.Second)
 		called := false
-		if err := fc.awaitDataFrame(func([]byte) { called = true }, func([]byte) { called = true }); err != nil || called {
+		if err := fc.awaitDataFrame(func([]byte) error { called = true; return nil }, func([]byte) error { called = true; return nil }); err != nil || called {
 			t.Errorf("%s: err %v, handled %v; want it left for gorilla", name, err, called)
 		}
 	}
@@ -192,7 +202,7 @@ func (c *writesConn) Write(p []byte) (int, error) {
 
 func TestWriteBatching(t *testing.T) {
 	wc := &writesConn{}
-	fc := newFrameConn(wc)
+	fc := newFrameConn(wc, testMaxPayload, 10*time.Second)
 	fc.beginBatch()
 	for _, s := range []string{"one", "two", "three"} {
 		if _, err := fc.Write([]byte(s)); err != nil {
@@ -237,7 +247,7 @@ func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
 
 func TestWriteDeadlineCoalescing(t *testing.T) {
 	dc := &deadlineConn{}
-	fc := newFrameConn(dc)
+	fc := newFrameConn(dc, testMaxPayload, 10*time.Second)
 	base := time.Now()
 	for _, d := range []time.Duration{10 * time.Second, 10*time.Second + 100*time.Millisecond, 10*time.Second + 900*time.Millisecond} {
 		_ = fc.SetWriteDeadline(base.Add(d))
@@ -251,12 +261,22 @@ func TestWriteDeadlineCoalescing(t *testing.T) {
 	if len(dc.set) != 4 || !dc.set[3].IsZero() {
 		t.Fatalf("deadlines set: %v", dc.set)
 	}
+	// With a short write timeout the slack is a quarter of it, so that a
+	// write never inherits a deadline that has passed.
+	dc = &deadlineConn{}
+	fc = newFrameConn(dc, testMaxPayload, 200*time.Millisecond)
+	_ = fc.SetWriteDeadline(base.Add(200 * time.Millisecond))
+	_ = fc.SetWriteDeadline(base.Add(240 * time.Millisecond)) // within 50 ms: left
+	_ = fc.SetWriteDeadline(base.Add(500 * time.Millisecond)) // the first has passed by then: set
+	if len(dc.set) != 2 {
+		t.Fatalf("deadlines set with a 200 ms timeout: %v", dc.set)
+	}
 }
 
 func TestAcked(t *testing.T) {
-	c := &conn{}
+	c := &conn{s: &Server{}}
 	c.recent = [][]byte{[]byte("4"), []byte("5"), []byte("6")}
-	c.recentBase = 4
+	c.recentBase, c.recentBytes = 4, 3
 	c.acked(2) // older than what is kept
 	if len(c.recent) != 3 {
 		t.Fatalf("recent %d", len(c.recent))
@@ -266,8 +286,8 @@ func TestAcked(t *testing.T) {
 		t.Fatalf("after ack 5: %q base %d", c.recent, c.recentBase)
 	}
 	c.acked(99)
-	if c.recent != nil {
-		t.Fatalf("after ack 99: %q", c.recent)
+	if c.recent != nil || c.recentBytes != 0 {
+		t.Fatalf("after ack 99: %q, %d bytes", c.recent, c.recentBytes)
 	}
 }
 
@@ -326,19 +346,19 @@ func FuzzFrameConn(f *testing.F) {
 	f.Add(append(clientFrame(opPong, []byte("7")), clientFrame(1, bytes.Repeat([]byte("a"), 200))...), uint8(1), uint8(1))
 	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 9}, uint8(5), uint8(5))
 	f.Fuzz(func(t *testing.T, stream []byte, chunk, read uint8) {
-		fc := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}})
+		fc := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}}, testMaxPayload, 10*time.Second)
 		got := readAllCapped(t, fc, stream, []int{int(read)})
 		if !bytes.HasPrefix(stream, got) {
 			t.Fatalf("read bytes that are not the stream's")
 		}
 		// Everything up to the last complete header is delivered.
 		if len(got) < len(stream) {
-			if total, _ := frameLen(stream[len(got):]); total != 0 && total <= int64(len(stream)-len(got)) {
+			if total, _, err := frameLen(stream[len(got):], testMaxPayload); err == nil && total != 0 && total <= int64(len(stream)-len(got)) {
 				t.Fatalf("stopped at %d of %d with a whole frame left", len(got), len(stream))
 			}
 		}
-		fc2 := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}})
-		_ = fc2.awaitDataFrame(func([]byte) {}, func([]byte) {})
+		fc2 := newFrameConn(&chunkConn{data: stream, chunks: []int{int(chunk)}}, testMaxPayload, 10*time.Second)
+		_ = fc2.awaitDataFrame(func([]byte) error { return nil }, func([]byte) error { return nil })
 	})
 }
 

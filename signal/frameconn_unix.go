@@ -22,6 +22,9 @@ type waiter struct {
 }
 
 func (w *waiter) init(c net.Conn) {
+	if lc, ok := c.(*limitedConn); ok {
+		c = lc.Conn // Server.Listener's wrapper
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return

@@ -15,10 +15,12 @@ import (
 // window when the connection drops without leave: while the seat is held,
 // frames for the member are kept in held and delivered on resume.
 type member struct {
-	id       string
-	room     *room     // guarded by Server.mu; nil once removed
-	resume   string    // resume token, immutable
-	joinedAt time.Time // immutable
+	id         string
+	room       *room     // guarded by Server.mu; nil once removed
+	resume     string    // guarded by Server.mu; resume token, new at every resume
+	prevResume string    // guarded by Server.mu; the token before, until the client has read the new one
+	joinedAt   time.Time // immutable
+	authExpiry time.Time // immutable; when the join token that admitted the seat expires (zero: no token)
 
 	conn    *conn          // guarded by Server.mu; nil while the seat is held
 	remote  string         // guarded by Server.mu; address of the latest connection
@@ -26,10 +28,11 @@ type member struct {
 	pending *pendingResume // guarded by Server.mu; a resume waiting for the old connection to finish
 	backlog seatBacklog    // guarded by Server.mu; while held: what the old connection left
 
-	mu        sync.Mutex // guards the fields below
-	held      [][]byte   // frames for the member that its connection did not take, in order
-	heldBytes int
-	overflow  bool // held overflowed; the seat is to be released
+	mu           sync.Mutex // guards the fields below
+	backlogBytes int        // backlog.bytes, for readers without Server.mu's write lock
+	held         [][]byte   // frames for the member that its connection did not take, in order
+	heldBytes    int
+	overflow     bool // held overflowed; the seat is to be released
 }
 
 // seatBacklog is what a finished connection leaves to its seat: frames
@@ -39,6 +42,7 @@ type seatBacklog struct {
 	recent     [][]byte
 	recentBase uint64
 	unsent     [][]byte
+	bytes      int // of recent and unsent
 }
 
 // replay returns the frames a resuming client missed: those written after
@@ -62,6 +66,13 @@ func (b seatBacklog) replay(received *uint64) [][]byte {
 	return append(out, b.unsent...)
 }
 
+// resumeFrames returns what a resuming client is sent after joined, in
+// order: the old connection's frames it did not receive (see replay), then
+// the frames that came for it while the seat was held.
+func resumeFrames(b seatBacklog, received *uint64, held [][]byte) [][]byte {
+	return append(b.replay(received), held...)
+}
+
 // pendingResume is a resume that waits for the connection it replaces to
 // finish.
 type pendingResume struct {
@@ -77,32 +88,47 @@ func (s *Server) deliver(m *member, frame []byte) {
 		return
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.overflow {
+		m.mu.Unlock()
 		return
 	}
-	if len(m.held) >= s.cfg.ResumeQueue || m.heldBytes+len(frame) > s.cfg.ResumeQueueBytes {
+	if len(m.held) >= s.cfg.ResumeQueue || m.heldBytes+len(frame) > s.cfg.ResumeQueueBytes ||
+		m.backlogBytes+m.heldBytes+len(frame) > s.cfg.ConnBufferBytes {
 		// Too much to keep: the seat is released, now if it is held, or
 		// when its connection finishes.
+		freed := m.heldBytes
 		m.overflow = true
 		m.held, m.heldBytes = nil, 0
 		if m.expiry != nil {
 			m.expiry.Reset(0)
 		}
+		m.mu.Unlock()
+		s.addBuffered(-freed)
 		return
 	}
 	m.held = append(m.held, frame)
 	m.heldBytes += len(frame)
+	m.mu.Unlock()
+	s.addBuffered(len(frame))
 }
 
-// takeHeld returns the frames held for m and clears them; overflowed
-// reports whether some were lost.
-func (m *member) takeHeld() (held [][]byte, overflowed bool) {
+// takeHeld returns the frames held for m and their bytes, and clears them;
+// overflowed reports whether some were lost. The caller accounts for the
+// bytes.
+func (m *member) takeHeld() (held [][]byte, bytes int, overflowed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	held, overflowed = m.held, m.overflow
+	held, bytes, overflowed = m.held, m.heldBytes, m.overflow
 	m.held, m.heldBytes, m.overflow = nil, 0, false
-	return held, overflowed
+	return held, bytes, overflowed
+}
+
+// heldTotal returns the bytes a held seat keeps: what its connection left
+// and what came since. The caller holds Server.mu.
+func (m *member) heldTotal() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.backlogBytes + m.heldBytes
 }
 
 // resumeTokens mints and checks resume tokens. A token is

@@ -17,8 +17,19 @@ type metrics struct {
 	errors  *prometheus.CounterVec // by code
 	closed  *prometheus.CounterVec // by reason
 	resumes *prometheus.CounterVec // by result
+	refused *prometheus.CounterVec // upgrades refused, by reason
+	shed    prometheus.Counter     // connections and seats dropped for the buffer budget
 	latency prometheus.Histogram   // receive → enqueued on every target
 }
+
+// Reasons an upgrade is refused, for rendezvous_connections_refused_total.
+const (
+	refusedMaxConns    = "max-conns"    // Config.MaxConns open already
+	refusedPerIP       = "per-ip"       // Config.MaxConnsPerIP open from the address already
+	refusedUpgradeRate = "upgrade-rate" // the address's upgrades are over Config.UpgradeRate
+	refusedAddrTable   = "addr-table"   // too many client addresses tracked at once
+	refusedShutdown    = "shutdown"     // the server is shutting down
+)
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{
@@ -35,6 +46,12 @@ func newMetrics(s *Server) *metrics {
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rendezvous_connections_closed_total", Help: "Connections closed, by reason.",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rendezvous_connections_refused_total", Help: "WebSocket upgrades refused, by reason (max-conns, per-ip, upgrade-rate, addr-table, shutdown).",
+		}, []string{"reason"}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rendezvous_buffer_shed_total", Help: "Connections and held seats dropped as slow consumers because the buffer budget was exceeded.",
+		}),
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rendezvous_resumes_total", Help: "Resume attempts by result (ok, failed, expired).",
 		}, []string{"result"}),
@@ -55,8 +72,11 @@ func newMetrics(s *Server) *metrics {
 	for _, r := range []string{"created", "joined", "resumed", "full", "unauthorized"} {
 		m.joins.WithLabelValues(r)
 	}
-	for _, r := range []closeReason{reasonLeft, reasonDisconnected, reasonTimeout, reasonSlow, reasonTooLarge, reasonRate, reasonShutdown, reasonKicked} {
+	for _, r := range closeReasons {
 		m.closed.WithLabelValues(string(r))
+	}
+	for _, r := range []string{refusedMaxConns, refusedPerIP, refusedUpgradeRate, refusedAddrTable, refusedShutdown} {
+		m.refused.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "failed", "expired"} {
 		m.resumes.WithLabelValues(r)
@@ -68,7 +88,10 @@ func newMetrics(s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rendezvous_connections_idle", Help: "Connections parked on a small idle goroutine (quiet for a second or more).",
 		}, func() float64 { return float64(s.idleConns.Load()) }),
-		m.rooms, m.joins, relayed, m.errors, m.closed, m.resumes, m.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rendezvous_buffered_bytes", Help: "Bytes of frames buffered for all connections and held seats (queued, kept for a resume, being read).",
+		}, func() float64 { return float64(s.buffered.Load()) }),
+		m.rooms, m.joins, relayed, m.errors, m.closed, m.resumes, m.refused, m.shed, m.latency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

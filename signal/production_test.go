@@ -555,14 +555,7 @@ func TestResumeReplacingGhostKeepsItsLastFrames(t *testing.T) {
 	s := start(t, signal.Config{})
 	ghost := rawDial(t, s, nil)
 	ghost.SetCloseHandler(func(int, string) error { return nil }) // do not answer the close
-	if err := ghost.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"gf"}`)); err != nil {
-		t.Fatal(err)
-	}
-	var created signal.Message
-	_ = ghost.SetReadDeadline(time.Now().Add(wait))
-	if err := ghost.ReadJSON(&created); err != nil || created.Type != signal.TypeCreated {
-		t.Fatalf("%+v %v", created, err)
-	}
+	created := rawJoin(t, ghost, "gf")
 	b := dial(t, s)
 	b.join("gf")
 	a2 := dial(t, s)

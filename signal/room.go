@@ -54,9 +54,25 @@ type membership struct {
 	reason string
 }
 
-func (s *Server) join(c *conn, m *clientMsg) {
+// joinCheck is what a join's tokens say, checked before Server.mu is taken:
+// verifying them costs CPU, and the lock serves every room.
+type joinCheck struct {
+	resumeID string       // the peer id the resume token names
+	resumeOK bool         // the resume token was minted by this server for the room
+	claims   *TokenClaims // the join token's claims, when it is valid
+	why      string       // else what is wrong with it
+}
+
+func (s *Server) join(c *conn, jm *clientMsg) {
+	var jc joinCheck
+	switch {
+	case jm.resume != "":
+		jc.resumeID, jc.resumeOK = s.resumes.check(jm.room, jm.resume)
+	case len(s.cfg.AuthSecret) > 0:
+		jc.claims, jc.why = s.authorize(jm)
+	}
 	s.mu.Lock()
-	ev, ghost := s.joinLocked(c, m)
+	ev, ghost := s.joinLocked(c, jm, &jc)
 	s.mu.Unlock()
 	if ghost != nil {
 		// The seat's old connection is still open: end it; its finish
@@ -66,7 +82,7 @@ func (s *Server) join(c *conn, m *clientMsg) {
 	}
 	if ev.event != "" {
 		s.metrics.joins.WithLabelValues(ev.event).Inc()
-		s.log.Info("join", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
+		s.log.Debug("join", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
 	}
 	if ev.event == "unauthorized" {
 		c.authFailures++
@@ -80,10 +96,11 @@ func (s *Server) join(c *conn, m *clientMsg) {
 // connection is closed.
 const maxAuthFailures = 5
 
-// joinLocked handles a join; s.mu is held for writing. It returns what
-// happened and, for a resume that replaces a connection still open, that
-// connection, to be closed once the lock is released.
-func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
+// joinLocked handles a join whose tokens jc has checked; s.mu is held for
+// writing. It returns what happened and, for a resume that replaces a
+// connection still open, that connection, to be closed once the lock is
+// released.
+func (s *Server) joinLocked(c *conn, jm *clientMsg, jc *joinCheck) (membership, *conn) {
 	if s.closing {
 		return membership{}, nil // the connection is being closed
 	}
@@ -96,15 +113,12 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 		return membership{}, nil
 	}
 	if jm.resume != "" {
-		return s.resumeLocked(c, jm)
+		return s.resumeLocked(c, jm, jc)
 	}
-	var claims *TokenClaims
-	if len(s.cfg.AuthSecret) > 0 {
-		var why string
-		if claims, why = s.authorize(jm); claims == nil {
-			c.sendError(perr(CodeUnauthorized, "%s", why), jm.ref)
-			return membership{event: "unauthorized", room: jm.room}, nil
-		}
+	claims := jc.claims
+	if len(s.cfg.AuthSecret) > 0 && claims == nil {
+		c.sendError(perr(CodeUnauthorized, "%s", jc.why), jm.ref)
+		return membership{event: "unauthorized", room: jm.room}, nil
 	}
 	r := s.rooms[jm.room]
 	if r != nil && len(r.members) >= r.capacity {
@@ -138,6 +152,9 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 	}
 
 	m := &member{id: id, room: r, conn: c, remote: c.remote, joinedAt: time.Now(), resume: s.resumes.mint(r.name, id)}
+	if claims != nil && claims.ExpiresAt != nil {
+		m.authExpiry = claims.ExpiresAt.Time
+	}
 	reply := createdMsg{Type: TypeCreated, Ref: jm.ref, Room: r.name, ID: id, Capacity: r.capacity,
 		ICEServers: s.iceServersFor(id), Resume: m.resume}
 	if len(r.members) > 0 {
@@ -150,7 +167,7 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg) (membership, *conn) {
 		}
 	}
 	r.members = append(r.members, m)
-	c.member = m
+	c.setMemberLocked(m)
 	c.enqueue(mustJSON(reply))
 	s.clientLog(c, "You %s room %q as %s (%d of %d members).", reply.Type, r.name, id, len(r.members), r.capacity)
 	return membership{event: reply.Type, room: r.name, id: id}, nil
@@ -182,18 +199,17 @@ func (s *Server) buryLocked(m *member, code, msg string) {
 // other members see nothing. When the seat's old connection is still open,
 // it is returned to be closed, and the resume completes when it finishes.
 // s.mu is held for writing.
-func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
-	id, ok := s.resumes.check(jm.room, jm.resume)
-	if !ok {
+func (s *Server) resumeLocked(c *conn, jm *clientMsg, jc *joinCheck) (membership, *conn) {
+	if !jc.resumeOK {
 		s.metrics.resumes.WithLabelValues("failed").Inc()
 		c.sendError(perr(CodeResumeFailed, "The resume token is not valid for room %q; join without it to get a new seat.", jm.room), jm.ref)
 		return membership{}, nil
 	}
 	var m *member
 	if r := s.rooms[jm.room]; r != nil {
-		m = r.member(id)
+		m = r.member(jc.resumeID)
 	}
-	if m == nil || !sameToken(m.resume, jm.resume) {
+	if m == nil || !(sameToken(m.resume, jm.resume) || m.prevResume != "" && sameToken(m.prevResume, jm.resume)) {
 		if tomb, ok := s.tombstones[jm.resume]; ok && time.Now().Before(tomb.until) {
 			// The seat was taken away while the member was absent: say so,
 			// so that the client does not come back as a newcomer.
@@ -202,7 +218,12 @@ func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
 			return membership{}, nil
 		}
 		s.metrics.resumes.WithLabelValues("expired").Inc()
-		c.sendError(perr(CodeResumeFailed, "The seat in room %q has expired (the resume window is %s); join without the token to get a new seat.", jm.room, s.cfg.ResumeWindow), jm.ref)
+		c.sendError(perr(CodeResumeFailed, "The seat in room %q has expired (the resume window is %s), or the token was used already (each resume gives a new one); join without the token to get a new seat.", jm.room, s.cfg.ResumeWindow), jm.ref)
+		return membership{}, nil
+	}
+	if !m.authExpiry.IsZero() && time.Now().After(m.authExpiry.Add(authLeeway)) {
+		s.metrics.resumes.WithLabelValues("failed").Inc()
+		c.sendError(perr(CodeResumeFailed, "The join token that admitted this seat has expired; join again with a new token."), jm.ref)
 		return membership{}, nil
 	}
 	if m.pending != nil {
@@ -218,28 +239,44 @@ func (s *Server) resumeLocked(c *conn, jm *clientMsg) (membership, *conn) {
 	return s.completeResumeLocked(m, c, jm), nil
 }
 
-// completeResumeLocked attaches c to the held seat m. s.mu is held for
-// writing.
+// completeResumeLocked attaches c to the held seat m, under a new resume
+// token. s.mu is held for writing.
 func (s *Server) completeResumeLocked(m *member, c *conn, jm *clientMsg) membership {
 	if m.expiry != nil {
 		m.expiry.Stop()
 		m.expiry = nil
 	}
-	held, overflowed := m.takeHeld()
+	held, heldBytes, overflowed := m.takeHeld()
+	kept := heldBytes + m.backlog.bytes
 	if overflowed || m.backlog.lost(jm.received) {
 		// Frames were lost while the seat was held: the seat cannot be
 		// resumed faithfully.
+		s.addBuffered(-heldBytes)
 		s.metrics.resumes.WithLabelValues("expired").Inc()
 		c.sendError(perr(CodeResumeFailed, "Too many messages arrived while you were away; join without the token to get a new seat."), jm.ref)
 		return s.removeMemberLocked(m, ReasonTimeout)
 	}
-	backlog := append(m.backlog.replay(jm.received), held...)
+	backlog := resumeFrames(m.backlog, jm.received, held)
+	replayed := 0
+	for _, f := range backlog {
+		replayed += len(f)
+	}
+	s.addBuffered(replayed - kept) // frames the client had received already
 	m.backlog = seatBacklog{}
-	m.conn, m.remote, c.member = c, c.remote, m
+	m.mu.Lock()
+	m.backlogBytes = 0
+	m.mu.Unlock()
+	m.conn, m.remote = c, c.remote
+	c.setMemberLocked(m)
+	// A new token for the seat. The old one stays good until the client
+	// acknowledges this joined (a pong after it), in case the joined is
+	// lost with the connection: then the client can only resume with it.
+	m.prevResume, m.resume = jm.resume, s.resumes.mint(m.room.name, m.id)
+	c.confirmResume()
 	r := m.room
 	c.enqueue(mustJSON(createdMsg{Type: TypeJoined, Ref: jm.ref, Room: r.name, ID: m.id, Capacity: r.capacity,
 		Peers: r.idsExcept(m), ICEServers: s.iceServersFor(m.id), Resume: m.resume, Resumed: true}))
-	c.enqueueAll(backlog)
+	c.enqueueAll(backlog, replayed)
 	s.metrics.resumes.WithLabelValues("ok").Inc()
 	return membership{event: "resumed", room: r.name, id: m.id}
 }
@@ -252,12 +289,15 @@ func (s *Server) holdSeatLocked(m *member, backlog seatBacklog) membership {
 	m.conn.member = nil
 	m.conn = nil
 	m.backlog = backlog
+	m.mu.Lock()
+	m.backlogBytes = backlog.bytes
+	m.mu.Unlock()
 	if p := m.pending; p != nil {
 		m.pending = nil
 		p.conn.resuming = nil
 		if p.conn.open() && p.conn.member == nil {
 			ev := s.completeResumeLocked(m, p.conn, &p.msg)
-			s.log.Info("join", "conn", p.conn.n, "remote", p.conn.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
+			s.log.Debug("join", "conn", p.conn.n, "remote", p.conn.remote, "room", ev.room, "peer", ev.id, "result", ev.event)
 			return ev
 		}
 	}
@@ -273,15 +313,19 @@ func (s *Server) holdSeatLocked(m *member, backlog seatBacklog) membership {
 
 // expireSeat releases a held seat whose window ended or whose backlog
 // overflowed: the members see peer-left with reason timeout.
-func (s *Server) expireSeat(m *member) {
+func (s *Server) expireSeat(m *member) { s.releaseSeat(m, ReasonTimeout) }
+
+// releaseSeat releases m's seat if it is still held: the members see
+// peer-left with reason.
+func (s *Server) releaseSeat(m *member, reason string) {
 	s.mu.Lock()
 	var ev membership
 	if m.conn == nil && m.room != nil && !s.closing {
-		ev = s.removeMemberLocked(m, ReasonTimeout)
+		ev = s.removeMemberLocked(m, reason)
 	}
 	s.mu.Unlock()
 	if ev.event != "" {
-		s.log.Info("leave", "room", ev.room, "peer", ev.id, "reason", ev.reason)
+		s.log.Debug("leave", "room", ev.room, "peer", ev.id, "reason", ev.reason)
 	}
 }
 
@@ -324,7 +368,7 @@ func (s *Server) dropMemberLocked(m *member, reason string) membership {
 		s.metrics.rooms.Dec()
 	}
 	if m.conn != nil {
-		m.conn.member = nil
+		m.conn.setMemberLocked(nil)
 		m.conn = nil
 	}
 	if m.expiry != nil {
@@ -336,6 +380,11 @@ func (s *Server) dropMemberLocked(m *member, reason string) membership {
 		p.conn.resuming = nil
 		p.conn.sendError(perr(CodeResumeFailed, "The seat in room %q was released (%s) before the resume completed.", r.name, reason), p.msg.ref)
 	}
+	_, heldBytes, _ := m.takeHeld()
+	m.mu.Lock()
+	m.backlogBytes = 0
+	m.mu.Unlock()
+	s.addBuffered(-heldBytes - m.backlog.bytes)
 	m.backlog = seatBacklog{}
 	m.room = nil
 	return membership{event: "left", room: r.name, id: m.id, reason: reason}
@@ -343,7 +392,7 @@ func (s *Server) dropMemberLocked(m *member, reason string) membership {
 
 func (c *conn) logLeave(ev membership) {
 	if ev.event != "" {
-		c.s.log.Info("leave", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "reason", ev.reason, "seat", ev.event)
+		c.s.log.Debug("leave", "conn", c.n, "remote", c.remote, "room", ev.room, "peer", ev.id, "reason", ev.reason, "seat", ev.event)
 	}
 }
 
@@ -417,7 +466,7 @@ func (s *Server) replace(c *conn) {
 	c.mu.Unlock()
 	c.closeSent.Store(true)
 	_ = c.fc.SetReadDeadline(time.Now().Add(2 * closeGrace)) // in case the close frame cannot be written
-	s.log.Info("replacing connection", "conn", c.n, "remote", c.remote)
+	s.log.Debug("replacing connection", "conn", c.n, "remote", c.remote)
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseReplaced, "replaced by a resumed connection"), time.Now().Add(closeGrace))
 	// The client has closeGrace from now, when it can know, to be read.
 	_ = c.fc.SetReadDeadline(time.Now().Add(closeGrace))
@@ -441,7 +490,7 @@ func (s *Server) drop(c *conn, reason closeReason, code int, text string) {
 		}
 		s.mu.Unlock()
 	}
-	s.log.Warn("dropping connection", "conn", c.n, "remote", c.remote, "reason", reason)
+	s.log.Debug("dropping connection", "conn", c.n, "remote", c.remote, "reason", reason)
 	c.logLeave(ev)
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
 	_ = c.ws.NetConn().Close()

@@ -37,6 +37,17 @@ const (
 	DefaultResumeWindow    = 15 * time.Second
 	DefaultResumeQueue     = 256
 	DefaultResumeBytes     = 256 << 10
+
+	DefaultConnBufferBytes = 1 << 20
+	DefaultJoinTimeout     = 30 * time.Second
+	DefaultMessageTimeout  = 10 * time.Second
+	DefaultMaxConnsPerIP   = 1000
+	DefaultUpgradeRate     = 200
+	DefaultUpgradeBurst    = 400
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultMaxHeaderBytes  = 16 << 10
+	DefaultMaxTokenBytes   = 4 << 10
 )
 
 // Config configures a Server. The zero value is a working configuration
@@ -90,6 +101,43 @@ type Config struct {
 	ResumeWindow     time.Duration
 	ResumeQueue      int
 	ResumeQueueBytes int
+	// ConnBufferBytes bounds, in bytes, the frames kept for one
+	// connection or seat: those queued for writing, those written but not
+	// yet acknowledged (kept for a resume), those held for an absent member,
+	// and a message being read. A connection whose queue alone would pass
+	// it is dropped as a slow consumer; older unacknowledged frames are
+	// forgotten first (default 1 MiB; at least twice MaxMessageBytes).
+	ConnBufferBytes int
+	// BufferBudget bounds, in bytes, the frames buffered for all
+	// connections together. Past it the connections holding the most are
+	// dropped as slow consumers until the total is back under 90 % of it
+	// (default: a quarter of the machine's memory, at least 64 MiB).
+	BufferBudget int64
+	// JoinTimeout closes a connection that is in no room this long after
+	// it opened or left its room: it must send a valid join in time
+	// (default 30 s; negative: never).
+	JoinTimeout time.Duration
+	// MessageTimeout bounds how long one message may take to arrive once
+	// its first frame has begun: a message still unfinished then closes
+	// the connection (default 10 s).
+	MessageTimeout time.Duration
+	// MaxConnsPerIP is the number of open connections one client address
+	// (an IPv6 /64) may have; past it upgrades get HTTP 429 (default 1000;
+	// negative: no limit). Behind a reverse proxy every client has the
+	// proxy's address: turn it off there.
+	MaxConnsPerIP int
+	// UpgradeRate and UpgradeBurst bound the WebSocket upgrades one client
+	// address may make, per second (defaults 200 and 400; a negative rate:
+	// no limit). Past them upgrades get HTTP 429.
+	UpgradeRate  float64
+	UpgradeBurst int
+	// ReadTimeout bounds reading one HTTP request, headers and body;
+	// IdleTimeout closes a keep-alive connection idle this long;
+	// MaxHeaderBytes bounds request headers. They configure HTTPServer
+	// (defaults 10 s, 60 s, 16 KiB).
+	ReadTimeout    time.Duration
+	IdleTimeout    time.Duration
+	MaxHeaderBytes int
 	// AdminToken, when set, enables the admin API under /api, for requests
 	// that carry it as a bearer token.
 	AdminToken string
@@ -136,6 +184,25 @@ func (c Config) withDefaults() Config {
 		c.ResumeWindow = DefaultResumeWindow
 	}
 	def(&c.ResumeQueue, DefaultResumeQueue)
+	def(&c.ConnBufferBytes, DefaultConnBufferBytes)
+	c.ConnBufferBytes = max(c.ConnBufferBytes, int(2*c.MaxMessageBytes))
+	if c.BufferBudget <= 0 {
+		c.BufferBudget = defaultBufferBudget()
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	defDur(&c.MessageTimeout, DefaultMessageTimeout)
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.UpgradeRate == 0 {
+		c.UpgradeRate = DefaultUpgradeRate
+	}
+	def(&c.UpgradeBurst, DefaultUpgradeBurst)
+	defDur(&c.ReadTimeout, DefaultReadTimeout)
+	defDur(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	def(&c.ResumeQueueBytes, DefaultResumeBytes)
 	if c.TURN.TTL <= 0 {
 		c.TURN.TTL = DefaultTURNTTL
@@ -160,12 +227,24 @@ type Server struct {
 	metrics    *metrics
 	resumes    *resumeTokens
 	jwtParser  *jwt.Parser
-	rateAbuse  int           // refused messages in a row after which a connection is closed
+	rateAbuse  int           // messages refused for rate in one rateWindow past which a connection is closed
 	idleLinger time.Duration // see conn.read
 	idleConns  atomic.Int64  // connections parked in conn.idle
 
-	nconns atomic.Int64 // open connections, for MaxConns and /healthz
-	nextID atomic.Uint64
+	addrs            *addrLimits
+	lastMaxConnsWarn atomic.Int64 // unix nanoseconds; see warnEvery
+	lastAddrWarn     atomic.Int64
+
+	nconns   atomic.Int64 // open connections, for MaxConns and /healthz
+	buffered atomic.Int64 // bytes of frames buffered for all connections and seats (see addBuffered)
+
+	bgmu      sync.Mutex     // guards the fields below
+	bgClosed  bool           // set by Shutdown: no more background work
+	shedding  bool           // shed runs
+	pipes     *pipeListener  // DialInProcess's listener, started on first use
+	pipesHTTP *http.Server   // serves pipes
+	bgwg      sync.WaitGroup // background work (shed, serving pipes)
+	nextID    atomic.Uint64
 
 	mu         sync.RWMutex
 	rooms      map[string]*room     // guarded by mu
@@ -190,9 +269,10 @@ func NewServer(cfg Config) *Server {
 		conns:      make(map[*conn]struct{}),
 		closed:     make(chan struct{}),
 
+		addrs:      newAddrLimits(cfg),
 		resumes:    newResumeTokens(),
 		jwtParser:  newJWTParser(),
-		rateAbuse:  max(1000, 5*cfg.Burst),
+		rateAbuse:  2 * cfg.Burst,
 		idleLinger: idleLinger,
 	}
 	s.metrics = newMetrics(s)
@@ -214,13 +294,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s.adminRoutes(r.PathPrefix("/api").Subrouter())
 	if cfg.Files != nil {
-		// The browser client's files are public: other sites may import
-		// signal.js (the WebSocket itself still checks the Origin).
-		files := http.FileServerFS(cfg.Files)
-		r.PathPrefix("/").Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			files.ServeHTTP(w, r)
-		})).Methods(http.MethodGet, http.MethodHead)
+		r.PathPrefix("/").Handler(staticHandler(cfg.Files)).Methods(http.MethodGet, http.MethodHead)
 	}
 	s.handler = r
 	return s
@@ -230,6 +304,8 @@ func NewServer(cfg Config) *Server {
 // /ws, /healthz, /metrics, the admin API under /api, and Config.Files at /.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// checkOrigin allows requests without an Origin (not from a browser), the
+// server's own origin, and those in Config.AllowedOrigins.
 func (s *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -239,8 +315,8 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	if len(s.cfg.AllowedOrigins) == 0 {
-		return strings.EqualFold(u.Host, r.Host)
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
 	}
 	for _, allowed := range s.cfg.AllowedOrigins {
 		if allowed == "*" || strings.EqualFold(allowed, origin) || strings.EqualFold(allowed, u.Host) {
@@ -250,33 +326,62 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
+// refuse answers an upgrade that cannot be taken with status and counts it.
+func (s *Server) refuse(w http.ResponseWriter, status int, reason, text string) {
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	http.Error(w, text, status)
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
 	closing := s.closing
 	s.mu.RUnlock()
 	if closing {
-		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		s.refuse(w, http.StatusServiceUnavailable, refusedShutdown, "server is shutting down")
+		return
+	}
+	key := addrKey(r.RemoteAddr)
+	switch s.addrs.acquire(key, time.Now()) {
+	case "":
+	case refusedPerIP:
+		s.log.Debug("connection refused: too many connections from the address", "remote", r.RemoteAddr)
+		s.refuse(w, http.StatusTooManyRequests, refusedPerIP, "too many connections from your address")
+		return
+	case refusedUpgradeRate:
+		s.log.Debug("connection refused: too many upgrades from the address", "remote", r.RemoteAddr)
+		s.refuse(w, http.StatusTooManyRequests, refusedUpgradeRate, "too many new connections from your address; retry in a second")
+		return
+	default:
+		s.warnEvery(&s.lastAddrWarn, "connection refused: too many client addresses at once", "remote", r.RemoteAddr)
+		s.refuse(w, http.StatusServiceUnavailable, refusedAddrTable, "too many clients")
 		return
 	}
 	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConns) {
 		s.nconns.Add(-1)
-		s.log.Warn("connection refused: too many connections", "remote", r.RemoteAddr, "max_conns", s.cfg.MaxConns)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		s.addrs.release(key)
+		s.warnEvery(&s.lastMaxConnsWarn, "connection refused: too many connections", "remote", r.RemoteAddr, "max_conns", s.cfg.MaxConns)
+		s.refuse(w, http.StatusServiceUnavailable, refusedMaxConns, "too many connections")
 		return
 	}
-	hj := &hijacker{ResponseWriter: w}
+	hj := &hijacker{ResponseWriter: w, maxPayload: s.cfg.MaxMessageBytes, writeTimeout: s.cfg.WriteTimeout}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		// Upgrade has answered with an HTTP error already.
 		s.nconns.Add(-1)
-		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.addrs.release(key)
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	c := newConn(s, ws, hj.fc, r.RemoteAddr)
+	c.addr = key
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		s.nconns.Add(-1)
+		s.addrs.release(key)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "going away"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
@@ -289,17 +394,33 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go c.readLoop()
 }
 
+// warnInterval is the least time between two warnings of one kind that a
+// flood of clients could otherwise repeat without end.
+const warnInterval = 10 * time.Second
+
+// warnEvery logs msg at warning level unless it was logged (through the
+// same last) within warnInterval.
+func (s *Server) warnEvery(last *atomic.Int64, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	if now-prev < int64(warnInterval) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
+}
+
 // Stats is a snapshot of the server's load.
 type Stats struct {
-	Connections int // open WebSocket connections
-	Rooms       int // rooms that exist
+	Connections int   // open WebSocket connections
+	Rooms       int   // rooms that exist
+	Buffered    int64 // bytes of frames buffered for connections and held seats
 }
 
 // Stats returns the server's current load.
 func (s *Server) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return Stats{Connections: int(s.nconns.Load()), Rooms: len(s.rooms)}
+	return Stats{Connections: int(s.nconns.Load()), Rooms: len(s.rooms), Buffered: s.buffered.Load()}
 }
 
 type health struct {
@@ -340,6 +461,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.closing = true
+	s.mu.Unlock()
+	s.stopBackground()
+	s.mu.Lock()
 	for _, r := range s.rooms {
 		// Every member hears of every other, then all leave at once.
 		for _, m := range r.members {
@@ -360,7 +484,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.bgwg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -389,5 +513,6 @@ func (s *Server) removeConn(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.nconns.Add(-1)
+	s.addrs.release(c.addr)
 	s.wg.Done()
 }

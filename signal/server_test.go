@@ -3,6 +3,7 @@ package signal_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -446,15 +447,15 @@ func TestSlowConsumerDropped(t *testing.T) {
 	if err := slow.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"slow","capacity":3}`)); err != nil {
 		t.Fatal(err)
 	}
+	_ = slow.SetReadDeadline(time.Now().Add(wait))
+	if _, created, err := slow.ReadMessage(); err != nil || !strings.Contains(string(created), `"created"`) {
+		t.Fatalf("slow client's join: %s %v", created, err)
+	}
 	w := dial(t, s)
-	var m *signal.Message
-	eventually(t, "the slow client's room", func() bool {
-		w.send(`{"type":"join","room":"slow"}`)
-		if m = w.next(); m.Type == signal.TypeCreated {
-			w.send(`{"type":"leave"}`) // too early: try again
-		}
-		return m.Type == signal.TypeJoined
-	})
+	m := w.join("slow")
+	if m.Type != signal.TypeJoined || len(m.Peers) != 1 {
+		t.Fatalf("join: %+v, want joined with the slow member", m)
+	}
 	slowID := m.Peers[0]
 	big := `{"type":"message","data":"` + strings.Repeat("x", 60<<10) + `"}`
 	// Send until the server gives up on the slow member: its socket buffers
@@ -526,12 +527,50 @@ func TestRateLimit(t *testing.T) {
 			t.Fatalf("b got %s, want %d", m.Data, i)
 		}
 	}
-	for i := 4; i < 10; i++ {
-		a.expectError(signal.CodeRateLimited, fmt.Sprintf("m%d", i))
-	}
-	// The limit is per connection: b still has its burst.
+	// One error for the window; the window's other refusals are silent.
+	a.expectError(signal.CodeRateLimited, "m4")
+	// The limit is per connection: b still has its burst. Its message is
+	// the next thing a gets: no error came for m5…m9.
 	b.send(`{"type":"message","data":"b"}`)
 	a.expect(signal.TypeMessage)
+}
+
+// TestRateAbuseClosed: a flood far over the rate is closed (1008) after
+// 2×burst refusals within one window, having had one rate-limited error,
+// however the refusals interleave with refills.
+func TestRateAbuseClosed(t *testing.T) {
+	s := start(t, signal.Config{Rate: 0.001, Burst: 5})
+	a, b, _, _ := pair(t, s, "flood")
+	for i := range 200 {
+		if err := a.SendRaw(fmt.Appendf(nil, `{"type":"message","data":%d,"ref":"m%d"}`, i, i)); err != nil {
+			break // closed already
+		}
+	}
+	errs := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		m, err := a.Recv(ctx)
+		cancel()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+				t.Fatalf("flooding connection ended with %v, want close 1008", err)
+			}
+			break
+		}
+		if m.Type == signal.TypeError {
+			errs++
+		}
+	}
+	if errs != 1 {
+		t.Fatalf("%d rate-limited errors, want 1 per window", errs)
+	}
+	for range 4 { // the burst's worth went through
+		b.expect(signal.TypeMessage)
+	}
+	if m := b.expect(signal.TypePeerLeft); m.Reason != signal.ReasonDisconnected {
+		t.Fatalf("peer-left %+v", m)
+	}
 }
 
 func TestRateLimitOff(t *testing.T) {
@@ -602,6 +641,8 @@ func TestOrigins(t *testing.T) {
 			"https://calls.example.org": http.StatusSwitchingProtocols,
 			"http://calls.example.org":  http.StatusSwitchingProtocols,
 			"https://other.example.org": http.StatusForbidden,
+			// The list adds to the server's own origin.
+			"http://" + strings.TrimPrefix(s.HTTP.URL, "http://"): http.StatusSwitchingProtocols,
 		} {
 			if got := dialStatus(t, s, hdr(origin)); got != want {
 				t.Errorf("Origin %q: HTTP %d, want %d", origin, got, want)

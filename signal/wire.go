@@ -1,6 +1,10 @@
 package signal
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
 
 // Message types of wire protocol v1. Client messages are sent by peers to
 // the server; server messages are sent by the server to peers. The relayed
@@ -174,16 +178,17 @@ func mustJSON(v any) []byte {
 }
 
 // appendRelay encodes a relayed candidate or message frame:
-// {"type":T,"from":ID,"<field>":RAW}. from is a validated peer id (URL-safe,
-// no escaping needed) and raw is JSON the decoder already checked, so the
-// frame is built by appending instead of by reflection.
+// {"type":T,"from":ID,"<field>":RAW}. type and field are constants, from
+// is quoted as a JSON string (so that no id can break out of it, whatever
+// it holds), and raw is JSON the decoder already checked, so the frame is
+// built by appending instead of by reflection.
 func appendRelay(typ, from, field string, raw []byte) []byte {
-	b := make([]byte, 0, len(`{"type":"","from":"","":}`)+len(typ)+len(from)+len(field)+len(raw))
+	b := make([]byte, 0, len(`{"type":"","from":,"":}`)+len(typ)+len(from)+2+len(field)+len(raw))
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
-	b = append(b, `","from":"`...)
-	b = append(b, from...)
-	b = append(b, `","`...)
+	b = append(b, `","from":`...)
+	b, _ = jsontext.AppendQuote(b, from) // invalid UTF-8 becomes U+FFFD
+	b = append(b, `,"`...)
 	b = append(b, field...)
 	b = append(b, `":`...)
 	b = append(b, raw...)

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -161,11 +163,37 @@ type page struct {
 
 	mu      sync.Mutex
 	console []string // console messages and exceptions, for failure reports
+	csp     []string // Content-Security-Policy violations the browser reported
 }
 
 // openPage opens url in a new tab of the shared browser, waits for the
-// app to be ready, and closes the tab when the test ends.
+// app to be ready, and closes the tab when the test ends. The test fails
+// if the page violates its Content-Security-Policy meanwhile.
 func openPage(t testing.TB, name, url string) *page {
+	t.Helper()
+	p := openTab(t, name, url)
+	p.waitFor("the app to start", appStarted)
+	return p
+}
+
+// appStarted is true in a page whose app.js has started.
+const appStarted = `!!window.rendezvous && document.querySelector("#event-log li") !== null`
+
+// openPageWithoutCSP is openPage in a tab that does not enforce the
+// page's Content-Security-Policy, for a test that points the page's client
+// at another origin, which the policy forbids (connect-src 'self').
+func openPageWithoutCSP(t testing.TB, name, url string) *page {
+	t.Helper()
+	p := openTab(t, name, url, cdppage.SetBypassCSP(true))
+	p.waitFor("the app to start", appStarted)
+	return p
+}
+
+// openTab opens url in a new tab of the shared browser, after running
+// setup (if any) on the tab, waits for it to load, and closes the tab when
+// the test ends. The test fails if the page violates its
+// Content-Security-Policy meanwhile.
+func openTab(t testing.TB, name, url string, setup ...chromedp.Action) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser(t))
 	p := &page{t: t, name: name, ctx: ctx, cancel: cancel}
@@ -181,6 +209,16 @@ func openPage(t testing.TB, name, url string) *page {
 				}
 			}
 			p.addConsole(fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
+		case *cdplog.EventEntryAdded:
+			// The browser's own messages: failed requests, and
+			// Content-Security-Policy violations among others.
+			e := ev.Entry
+			p.addConsole(fmt.Sprintf("log.%s %s: %s", e.Source, e.Level, e.Text))
+			if e.Source == cdplog.SourceSecurity && strings.Contains(e.Text, "Content Security Policy") {
+				p.mu.Lock()
+				p.csp = append(p.csp, e.Text)
+				p.mu.Unlock()
+			}
 		case *runtime.EventExceptionThrown:
 			d := ev.ExceptionDetails
 			msg := d.Text
@@ -191,6 +229,9 @@ func openPage(t testing.TB, name, url string) *page {
 		}
 	})
 	t.Cleanup(func() {
+		if v := p.cspViolations(); len(v) > 0 {
+			t.Errorf("%s violated its Content-Security-Policy:\n%s", name, strings.Join(v, "\n"))
+		}
 		if t.Failed() {
 			p.dump()
 		}
@@ -208,11 +249,26 @@ func openPage(t testing.TB, name, url string) *page {
 	case <-time.After(waitTimeout):
 		t.Fatalf("%s: opening a tab timed out", name)
 	}
-	if err := p.runTimeout(waitTimeout, chromedp.Navigate(url)); err != nil {
+	if err := p.runTimeout(waitTimeout, append(setup, chromedp.Navigate(url))...); err != nil {
 		t.Fatalf("%s: open %s: %v", name, url, err)
 	}
-	p.waitFor("the app to start", `!!window.rendezvous && document.querySelector("#event-log li") !== null`)
 	return p
+}
+
+// cspViolations returns the Content-Security-Policy violations the
+// browser reported for the page so far.
+func (p *page) cspViolations() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.csp...)
+}
+
+// forgetCSPViolations forgets the violations reported so far, for a test
+// that causes them on purpose.
+func (p *page) forgetCSPViolations() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.csp = nil
 }
 
 func (p *page) addConsole(line string) {

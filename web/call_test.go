@@ -69,8 +69,9 @@ func TestBrowserCall(t *testing.T) {
 }
 
 // TestRoomFullAndPeerLeft: a third page in a two-seat room is told the
-// room is full; when one member leaves, the other is told and can take a
-// new call, with the page that was turned away.
+// room is full; when one member leaves, the other is told, closes its
+// RTCPeerConnection to it, and can take a new call, with the page that
+// was turned away.
 func TestRoomFullAndPeerLeft(t *testing.T) {
 	srv := newServer(t)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/")
@@ -93,6 +94,9 @@ func TestRoomFullAndPeerLeft(t *testing.T) {
 	// Carol's camera was released.
 	carol.waitFor("the camera released", `window.rendezvous.localStream === null`)
 
+	// Keep alice's RTCPeerConnection to bob, to see it closed.
+	var ok bool
+	alice.eval(fmt.Sprintf(`(() => { window.pcToBob = window.rendezvous.client.peers.get(%s).pc; return true; })()`, jsString(bobID)), &ok)
 	bob.click("#leave")
 	bob.waitFor("bob back at the join form", `document.body.dataset.phase === "lobby"`)
 	msg = alice.waitNotice("peer-left")
@@ -100,6 +104,16 @@ func TestRoomFullAndPeerLeft(t *testing.T) {
 		t.Errorf("alice's notice = %q, want it to say Bob left", msg)
 	}
 	alice.waitFor("bob's tile removed", `document.querySelectorAll(".tile.remote").length === 0`)
+	var pc struct {
+		Signaling, Connection string
+		Kept                  bool
+	}
+	alice.eval(fmt.Sprintf(`({Signaling: window.pcToBob.signalingState, Connection: window.pcToBob.connectionState,
+		Kept: window.rendezvous.client.peers.has(%s)})`, jsString(bobID)), &pc)
+	if pc.Signaling != "closed" || pc.Connection != "closed" || pc.Kept {
+		t.Errorf("alice's connection to bob after he left: signaling %s, connection %s, still in client.peers: %t; want it closed and gone",
+			pc.Signaling, pc.Connection, pc.Kept)
+	}
 
 	carol.click("#join")
 	carolID := carol.joined()
@@ -111,14 +125,15 @@ func TestRoomFullAndPeerLeft(t *testing.T) {
 	alice.waitChat("Carol", "Is this seat free?")
 }
 
-// TestServerUnreachable: joining when the server is gone says so.
+// TestServerUnreachable: joining when the server is gone says so (and not
+// that it refused the connection: /healthz does not answer either).
 func TestServerUnreachable(t *testing.T) {
 	srv := newServer(t)
 	p := openPage(t, "page", srv.HTTP.URL+"/")
 	srv.HTTP.Close()
 	p.join("nobody-home", "Dave", joinOpts{dataOnly: true})
 	msg := p.waitNotice("unreachable")
-	if !strings.Contains(strings.ToLower(msg), "unreachable") {
+	if !strings.Contains(strings.ToLower(msg), "unreachable") || strings.Contains(msg, "refused") {
 		t.Errorf("notice = %q, want it to say the server is unreachable", msg)
 	}
 	p.waitFor("the join form back", `document.body.dataset.phase === "lobby" && !document.getElementById("join").disabled`)

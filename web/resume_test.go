@@ -1,13 +1,15 @@
 package web_test
 
 // Resume, leave, join tokens and the admin API, in a real browser. The
-// page whose WebSocket is cut loads from a cutProxy in front of the
-// server, so that its WebSocket (/ws on the page's origin) goes through
-// the proxy; the other page loads from the server itself. The pages join
-// "data only": the signaling is the same as with media, and the calls are
-// cheaper to run side by side. These tests run in parallel with each other.
+// page whose WebSocket is cut loads from a signaltest.CutProxy in front of
+// the server, so that its WebSocket (/ws on the page's origin) goes
+// through the proxy; the other page loads from the server itself. The
+// pages join "data only": the signaling is the same as with media, and
+// the calls are cheaper to run side by side. These tests run in parallel
+// with each other.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -140,12 +142,12 @@ func chatBothWays(a, b *page, aName, bName, aID, bID, tag string) {
 func TestResume(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t)
-	px := newCutProxy(t, srv.HTTP)
+	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/")
 	bob := openPage(t, "bob", px.URL+"/")
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("bob's WebSocket traffic:\n%s", px.transcript())
+			t.Logf("bob's WebSocket traffic:\n%s", px.Transcript())
 		}
 	})
 
@@ -158,8 +160,8 @@ func TestResume(t *testing.T) {
 	chatBothWays(alice, bob, "Alice", "Bob", aliceID, bobID, "before")
 
 	aliceMark := len(alice.events())
-	px.setMode(modeRefuse)
-	px.cutAll()
+	px.SetMode(signaltest.Refuse)
+	px.CutAll()
 	if msg := bob.waitNotice("reconnecting"); !strings.Contains(msg, "Reconnecting") {
 		t.Errorf("bob's notice = %q, want it to say it is reconnecting", msg)
 	}
@@ -174,7 +176,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("bob's state = %q while the server is unreachable, want reconnecting", s)
 	}
 
-	px.setMode(modeForward)
+	px.SetMode(signaltest.Forward)
 	bob.waitEvent("resumed", "")
 	if msg := bob.waitNotice("reconnected"); !strings.Contains(msg, "Reconnected") {
 		t.Errorf("bob's notice = %q, want it to say reconnected", msg)
@@ -186,7 +188,7 @@ func TestResume(t *testing.T) {
 	// Again and again: a resumed socket is resumed like the first (its
 	// frames are counted from its own start).
 	for i := 2; i <= 3; i++ {
-		px.cutAll()
+		px.CutAll()
 		bob.waitEvent("resumed", fmt.Sprintf(`window.rendezvous.events.filter(e => e.type === "resumed").length >= %d`, i))
 		text := fmt.Sprintf("after resume %d", i)
 		alice.relayChat(aliceID, "Alice", text)
@@ -208,9 +210,9 @@ func TestResume(t *testing.T) {
 			t.Errorf("%s shows %q %d times, want once", c.p.name, c.text, n)
 		}
 	}
-	for _, f := range px.messages(up, "message") {
-		if strings.Contains(f.raw, "queued while away") && f.conn != 2 {
-			t.Errorf("bob's queued message went out on WebSocket %d, want 2 (after the resume)", f.conn)
+	for _, f := range px.Forwarded(signaltest.Up, signal.TypeMessage) {
+		if strings.Contains(string(f.Msg.Data), "queued while away") && f.Conn != 2 {
+			t.Errorf("bob's queued message went out on WebSocket %d, want 2 (after the resume)", f.Conn)
 		}
 	}
 	alice.waitConnected(bobID)
@@ -255,23 +257,23 @@ func TestResumeMidNegotiation(t *testing.T) {
 	cases := []struct {
 		name         string
 		who          string // the page that is cut: "alice" answers, "bob" offers
-		rule         cutRule
+		rule         signaltest.CutRule
 		refusedFirst bool // alice's first join on her socket is refused
 	}{
-		{name: "answerer, offer delivered", who: "alice", rule: cutRule{dir: down, typ: "offer", nth: 1}},
-		{name: "answerer, offer lost", who: "alice", rule: cutRule{dir: down, typ: "offer", nth: 1, before: true}},
-		{name: "answerer, offer delivered, frames before created", who: "alice", rule: cutRule{dir: down, typ: "offer", nth: 1}, refusedFirst: true},
-		{name: "newcomer, after its offer", who: "bob", rule: cutRule{dir: up, typ: "offer", nth: 1}},
+		{name: "answerer, offer delivered", who: "alice", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1}},
+		{name: "answerer, offer lost", who: "alice", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1, Before: true}},
+		{name: "answerer, offer delivered, frames before created", who: "alice", rule: signaltest.CutRule{Dir: signaltest.Down, Type: signal.TypeOffer, Nth: 1}, refusedFirst: true},
+		{name: "newcomer, after its offer", who: "bob", rule: signaltest.CutRule{Dir: signaltest.Up, Type: signal.TypeOffer, Nth: 1}},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t)
-			px := newCutProxy(t, srv.HTTP)
-			px.arm(tt.rule)
+			px := signaltest.NewCutProxy(t, srv.HTTP.URL)
+			px.Arm(tt.rule)
 			t.Cleanup(func() {
 				if t.Failed() {
-					t.Logf("%s's WebSocket traffic (%v):\n%s", tt.who, tt.rule, px.transcript())
+					t.Logf("%s's WebSocket traffic (%v):\n%s", tt.who, tt.rule, px.Transcript())
 				}
 			})
 			origin := func(who string) string {
@@ -300,7 +302,11 @@ func TestResumeMidNegotiation(t *testing.T) {
 			aliceID := alice.joined()
 			bob.join("negotiation", "Bob", dataOnly)
 			bobID := bob.joined()
-			px.waitCuts(t, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			if err := px.WaitCuts(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
 			cut.waitEvent("resumed", "")
 			alice.waitConnected(bobID)
 			bob.waitConnected(aliceID)
@@ -317,21 +323,21 @@ func TestResumeMidNegotiation(t *testing.T) {
 			if n := alice.offersSeen(); n != 1 {
 				t.Errorf("alice handled %d offers, want 1", n)
 			}
-			if px.wsConns() != 2 {
-				t.Errorf("%s opened %d WebSockets, want 2", cut.name, px.wsConns())
+			if n := px.Conns(); n != 2 {
+				t.Errorf("%s opened %d WebSockets, want 2", cut.name, n)
 			}
 			// Where the answer went through the cut page's proxy, once.
-			answerDir := up // alice's answer goes up
+			answerDir := signaltest.Up // alice's answer goes up
 			if tt.who == "bob" {
-				answerDir = down // to bob
+				answerDir = signaltest.Down // to bob
 			}
-			answers := px.messages(answerDir, "answer")
-			if len(answers) != 1 || answers[0].conn != 2 {
+			answers := px.Forwarded(answerDir, signal.TypeAnswer)
+			if len(answers) != 1 || answers[0].Conn != 2 {
 				t.Errorf("the answer went %s through the proxy %d times (%+v), want once, on the WebSocket after the resume", answerDir, len(answers), answers)
 			}
-			if tt.rule.before {
+			if tt.rule.Before {
 				// The server re-sent the offer lost with the connection.
-				if offers := px.messages(down, "offer"); len(offers) != 1 || offers[0].conn != 2 {
+				if offers := px.Forwarded(signaltest.Down, signal.TypeOffer); len(offers) != 1 || offers[0].Conn != 2 {
 					t.Errorf("the offer went down through the proxy %d times (%+v), want once, after the resume", len(offers), offers)
 				}
 			}
@@ -347,12 +353,12 @@ func TestResumeMidNegotiation(t *testing.T) {
 func TestLeave(t *testing.T) {
 	t.Parallel()
 	const adminToken = "admin-token"
-	// Any origin: bob's page, loaded through the proxy, talks to the
-	// server directly at one point.
+	// Any origin, and no Content-Security-Policy in bob's tab: bob's page,
+	// loaded through the proxy, talks to the server directly at one point.
 	srv := newServerWith(t, signal.Config{AdminToken: adminToken, AllowedOrigins: []string{"*"}})
-	px := newCutProxy(t, srv.HTTP)
+	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/")
-	bob := openPage(t, "bob", px.URL+"/")
+	bob := openPageWithoutCSP(t, "bob", px.URL+"/")
 	alice.join("leaving", "Alice", dataOnly)
 	aliceID := alice.joined()
 	bob.join("leaving", "Bob", dataOnly)
@@ -363,8 +369,8 @@ func TestLeave(t *testing.T) {
 	// Bob's connection drops and the server stays out of reach through
 	// the proxy; he leaves while reconnecting. The server is reachable
 	// directly, where the page releases its seat.
-	px.setMode(modeRefuse)
-	px.cutAll()
+	px.SetMode(signaltest.Refuse)
+	px.CutAll()
 	bob.waitEvent("reconnecting", "e.attempt >= 2")
 	var ok bool
 	bob.eval(fmt.Sprintf(`(() => { window.rendezvous.client.url = %s; document.getElementById("leave").click(); return true; })()`, jsString(srv.URL)), &ok)
@@ -476,7 +482,7 @@ func TestSeatLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := newCutProxy(t, srv.HTTP)
+	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/?token="+token)
 	bob := openPage(t, "bob", px.URL+"/?token="+token)
 	alice.join("fragile", "Alice", dataOnly)
@@ -486,7 +492,7 @@ func TestSeatLost(t *testing.T) {
 	alice.waitConnected(bobID)
 	bob.waitConnected(aliceID)
 
-	px.cutAll()
+	px.CutAll()
 	bob.waitEvent("seatlost", `e.reason === "resume-failed"`)
 	bob.waitEvent("joined", "e.rejoined")
 	var newID string
@@ -545,7 +551,7 @@ func TestRemoved(t *testing.T) {
 func TestConnectionLost(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t)
-	px := newCutProxy(t, srv.HTTP)
+	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	p := openPage(t, "page", px.URL+"/")
 	var ok bool
 	p.eval(`(() => { Object.assign(window.rendezvous.client.options, {resumeWindow: 400, reconnectTimeout: 1500}); return true; })()`, &ok)
@@ -553,8 +559,8 @@ func TestConnectionLost(t *testing.T) {
 	p.joined()
 
 	start := time.Now()
-	px.setMode(modeRefuse)
-	px.cutAll()
+	px.SetMode(signaltest.Refuse)
+	px.CutAll()
 	p.waitNotice("reconnecting")
 	p.waitEvent("seatlost", `e.reason === "window"`)
 	if msg := p.waitNotice("disconnected"); !strings.Contains(msg, "Connection lost") {

@@ -7,68 +7,80 @@ import (
 	"testing"
 )
 
-// setupRuns is how many calls TestSetupTimes measures per pairing, after
-// one warm-up call.
+// setupRuns is how many calls one iteration of BenchmarkSetupTimes
+// measures per pairing.
 const setupRuns = 5
 
-// TestSetupTimes measures, for browser↔browser and browser↔bot calls, the
-// time from the second page's click on Join to connected and to the first
-// decoded video frame, and logs the medians. It asserts nothing about the
-// times (they depend on the machine); it is skipped with -short.
-func TestSetupTimes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measures call setup times; skipped with -short")
-	}
-	srv := newServer(t)
+// BenchmarkSetupTimes measures, for browser↔browser and browser↔bot calls,
+// the time from the second page's click on Join to connected and to the
+// first decoded video frame:
+//
+//	go test ./web -run XXX -bench SetupTimes
+//
+// Each iteration measures setupRuns calls, after one warm-up call; the
+// benchmark logs every call and reports the medians over all of them, in
+// milliseconds (connected-ms, first-frame-ms, and camera-ms and joined-ms,
+// the steps before). One iteration takes seconds, so the default
+// -benchtime runs one; -benchtime 3x measures three times as many calls.
+// ns/op, the time of a batch of calls, is not reported.
+func BenchmarkSetupTimes(b *testing.B) {
+	srv := newServer(b)
 
-	t.Run("browser-browser", func(t *testing.T) {
-		host := openPage(t, "host", srv.HTTP.URL+"/")
+	b.Run("browser-browser", func(b *testing.B) {
+		host := openPage(b, "host", srv.HTTP.URL+"/")
 		host.join("timing", "Host", withMedia)
 		hostID := host.joined()
-		guest := openPage(t, "guest", srv.HTTP.URL+"/?debug")
-		var runs []setupTimes
-		for i := 0; i <= setupRuns; i++ {
+		guest := openPage(b, "guest", srv.HTTP.URL+"/?debug")
+		call := func() setupTimes {
 			guest.resetTrace()
 			guest.join("timing", "Guest", withMedia)
 			guestID := guest.joined()
 			guest.waitConnected(hostID)
 			guest.waitVideo(hostID)
 			guest.waitFor("the first frame to be recorded", fmt.Sprintf(`window.rendezvous.metrics.peers[%s].firstFrameAt > 0`, jsString(hostID)))
-			if i > 0 { // the first call warms up
-				runs = append(runs, guest.slowTrace(t, guest.metrics(hostID)))
-			}
+			m := guest.slowTrace(b, guest.metrics(hostID))
 			guest.click("#leave")
 			host.waitFor("the guest's tile to go", fmt.Sprintf(`!document.querySelector('.tile.remote[data-peer=%s]')`, jsString(guestID)))
+			return m
 		}
-		logSetupTimes(t, "browser↔browser", runs)
+		measureSetupTimes(b, "browser↔browser", call)
 	})
 
-	t.Run("browser-bot", func(t *testing.T) {
-		b := startBot(t, srv.URL, "bot-timing")
-		guest := openPage(t, "guest", srv.HTTP.URL+"/?debug")
-		var runs []setupTimes
-		for i := 0; i <= setupRuns; i++ {
+	b.Run("browser-bot", func(b *testing.B) {
+		bt := startBot(b, srv.URL, "bot-timing")
+		guest := openPage(b, "guest", srv.HTTP.URL+"/?debug")
+		call := func() setupTimes {
 			guest.resetTrace()
 			guest.join("bot-timing", "Guest", withMedia)
 			guestID := guest.joined()
 			guest.waitConnected("bot")
 			guest.waitVideo("bot")
 			guest.waitFor("the first frame to be recorded", `window.rendezvous.metrics.peers.bot.firstFrameAt > 0`)
-			if i > 0 {
-				runs = append(runs, guest.slowTrace(t, guest.metrics("bot")))
-			}
+			m := guest.slowTrace(b, guest.metrics("bot"))
 			guest.click("#leave")
-			waitGo(t, "the bot to see the page leave", func() bool { return b.p.PeerConnection(guestID) == nil })
+			waitGo(b, "the bot to see the page leave", func() bool { return bt.p.PeerConnection(guestID) == nil })
+			return m
 		}
-		logSetupTimes(t, "browser↔bot", runs)
+		measureSetupTimes(b, "browser↔bot", call)
 	})
 }
 
-func logSetupTimes(t *testing.T, what string, runs []setupTimes) {
-	t.Helper()
+// measureSetupTimes makes a warm-up call, then b.N × setupRuns calls, and
+// logs and reports their setup times.
+func measureSetupTimes(b *testing.B, what string, call func() setupTimes) {
+	b.Helper()
+	call()
+	b.ResetTimer()
+	var runs []setupTimes
+	for range b.N {
+		for range setupRuns {
+			runs = append(runs, call())
+		}
+	}
+	b.StopTimer()
 	var lines []string
 	for i, r := range runs {
-		lines = append(lines, fmt.Sprintf("  run %d: %v", i+1, r))
+		lines = append(lines, fmt.Sprintf("  call %d: %v", i+1, r))
 	}
 	med := func(f func(setupTimes) float64) float64 {
 		v := make([]float64, len(runs))
@@ -81,12 +93,17 @@ func logSetupTimes(t *testing.T, what string, runs []setupTimes) {
 		}
 		return v[len(v)/2]
 	}
-	t.Logf("%s call setup, %d runs:\n%s\n  MEDIAN: join→connected %.0f ms, join→first frame %.0f ms (camera %.0f ms, joined %.0f ms)",
-		what, len(runs), strings.Join(lines, "\n"),
-		med(func(s setupTimes) float64 { return s.Connected }),
-		med(func(s setupTimes) float64 { return s.FirstFrame }),
-		med(func(s setupTimes) float64 { return s.Media }),
-		med(func(s setupTimes) float64 { return s.Joined }))
+	connected := med(func(s setupTimes) float64 { return s.Connected })
+	firstFrame := med(func(s setupTimes) float64 { return s.FirstFrame })
+	camera := med(func(s setupTimes) float64 { return s.Media })
+	joined := med(func(s setupTimes) float64 { return s.Joined })
+	b.Logf("%s call setup, %d calls:\n%s\n  MEDIAN: join→connected %.0f ms, join→first frame %.0f ms (camera %.0f ms, joined %.0f ms)",
+		what, len(runs), strings.Join(lines, "\n"), connected, firstFrame, camera, joined)
+	b.ReportMetric(0, "ns/op") // the time of a batch of calls: not a figure of interest
+	b.ReportMetric(connected, "connected-ms")
+	b.ReportMetric(firstFrame, "first-frame-ms")
+	b.ReportMetric(camera, "camera-ms")
+	b.ReportMetric(joined, "joined-ms")
 }
 
 func (p *page) resetTrace() {

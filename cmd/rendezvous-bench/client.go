@@ -29,8 +29,9 @@ func now() int64 { return int64(time.Since(epoch)) }
 // addresses: one address has only ~28k ephemeral ports towards one server
 // address.
 type dialers struct {
-	url string
-	ds  []*websocket.Dialer
+	url  string
+	host string // host:port of the server
+	ds   []*websocket.Dialer
 }
 
 func newDialers(rawURL string, sourceIPs int) (*dialers, error) {
@@ -50,7 +51,11 @@ func newDialers(rawURL string, sourceIPs int) (*dialers, error) {
 	if sourceIPs > 250 {
 		return nil, errors.New("-source-ips: at most 250 (127.0.0.2 … 127.0.0.251)")
 	}
-	d := &dialers{url: rawURL}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	d := &dialers{url: rawURL, host: host}
 	for i := 0; i < sourceIPs; i++ {
 		nd := &net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))},
@@ -107,11 +112,34 @@ func (d *dialers) dial(ctx context.Context, i int) (*websocket.Conn, error) {
 	ws, resp, err := d.ds[i%len(d.ds)].DialContext(ctx, d.url, nil)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+			return nil, &upgradeError{err: err, status: resp.Status, code: resp.StatusCode}
 		}
 		return nil, err
 	}
 	return ws, nil
+}
+
+// upgradeError is a WebSocket upgrade the server answered with an HTTP
+// status other than 101 (429 past its per-address limits, 503 past
+// -max-conns).
+type upgradeError struct {
+	err    error
+	status string
+	code   int
+}
+
+func (e *upgradeError) Error() string { return fmt.Sprintf("%v (HTTP %s)", e.err, e.status) }
+func (e *upgradeError) Unwrap() error { return e.err }
+
+// dialTCP opens a plain TCP connection to the server from client i's
+// source address (the abuse scenario's HTTP attacks).
+func (d *dialers) dialTCP(ctx context.Context, i int) (net.Conn, error) {
+	return d.ds[i%len(d.ds)].NetDialContext(ctx, "tcp", d.host)
+}
+
+// subset returns dialers that use only the source addresses [from, to).
+func (d *dialers) subset(from, to int) *dialers {
+	return &dialers{url: d.url, host: d.host, ds: d.ds[from:to]}
 }
 
 // Message frames. The body (the data string) is about -size bytes and
@@ -215,6 +243,8 @@ type client struct {
 	// Owned by the reader goroutine until the run has closed connections.
 	buf       []byte
 	lat       []int64 // one-way latencies of received messages, ns
+	lastTS    uint64  // timestamp and sequence number of the last message received
+	lastSeq   uint64
 	recvd     int64
 	nextSeq   uint64 // expected sequence number of the next message
 	reordered int64  // messages whose sequence number was not the expected one
@@ -236,10 +266,15 @@ func newClient(r *run, idx int, ws *websocket.Conn, size int) *client {
 	return c
 }
 
-// sendJoin writes a join for room with the client's own id.
-func (c *client) sendJoin(room string) error {
+// sendJoin writes a join for room with the client's own id, and token
+// when not empty.
+func (c *client) sendJoin(room, token string) error {
 	c.room = room
-	b, _ := json.Marshal(map[string]string{"type": "join", "room": room, "id": c.id})
+	m := map[string]string{"type": "join", "room": room, "id": c.id}
+	if token != "" {
+		m["token"] = token
+	}
+	b, _ := json.Marshal(m)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	// No write deadline: a deadline would outlive the join and fail later
@@ -256,6 +291,21 @@ func (c *client) sendMessage() error {
 	err := c.ws.WriteMessage(websocket.TextMessage, c.frame)
 	if err == nil {
 		c.seq++
+		c.sent++
+	}
+	c.wmu.Unlock()
+	return err
+}
+
+// echo sends the last message received back to the partner, with its
+// timestamp and sequence number: the partner's latency is then a round
+// trip. It runs on the reader goroutine (from run.onMessage).
+func (c *client) echo() error {
+	c.wmu.Lock()
+	putDigits(c.frame[c.sOff:c.sOff+seqDigits], c.lastSeq)
+	putDigits(c.frame[c.tOff:c.tOff+tsDigits], c.lastTS)
+	err := c.ws.WriteMessage(websocket.TextMessage, c.frame)
+	if err == nil {
 		c.sent++
 	}
 	c.wmu.Unlock()
@@ -333,6 +383,7 @@ func (c *client) handle(f []byte) {
 			return
 		}
 		c.lat = append(c.lat, t-int64(ts))
+		c.lastTS, c.lastSeq = ts, seq
 		if seq != c.nextSeq {
 			c.reordered++
 		}

@@ -22,6 +22,13 @@
 //	            data channel through the server, concurrently; join →
 //	            data-channel-open p50/p99 and negotiations/s, against the
 //	            same negotiation with SDP/ICE exchanged in-process.
+//	abuse       -attack NAME (noack, held, nojoin, fragment, pingflood,
+//	            tokenflood, rateflood, idlehttp, slowbody, or all): hostile
+//	            clients for a bounded time while victim pairs in other
+//	            rooms measure relay round trips; the server's heap, RSS and
+//	            connections (from its /metrics) before, at the peak and
+//	            after; how many attackers the server still held past the
+//	            timeout that should end them, and how it ended them.
 //
 // Each prints a human summary; with -json, stdout gets one JSON line and
 // the summary goes to stderr.
@@ -34,8 +41,10 @@
 // fs.nr_open). The tool raises its own soft limit to the hard limit (and,
 // when it needs more and may, the hard limit too). One source address has
 // only ~28k ephemeral ports towards one server address, so clients are
-// spread over 127.0.0.2 … 127.0.0.(1+N) with -source-ips N (default 8:
-// ~225k connections).
+// spread over 127.0.0.2 … 127.0.0.(1+N) with -source-ips N. The default,
+// 100, also keeps each address under the server's per-address limits
+// (1000 open connections, 200 upgrades/s with a burst of 400) with up to
+// 50,000 clients connecting at the 8,000–16,000/s the tool reaches.
 //
 // # Pinning
 //
@@ -83,12 +92,20 @@ Scenarios:
               (run the server with -rate 0 for this one)
   negotiate   -pairs pairs of WebRTC peers join and open a data channel through
               the server vs. the same negotiation in-process: join→open p50/p99
+  abuse       -attack NAME: hostile clients for a bounded time while victim pairs
+              in other rooms measure relay round trips (p50/p99); the server's
+              heap/RSS/connections from its /metrics before, at the peak, after;
+              attackers still held past the server's timeout; how it ended them.
+              NAME: noack, held, nojoin, fragment, pingflood, tokenflood,
+              rateflood, idlehttp, slowbody, or all (each in turn). Give the
+              server's timeouts (-join-timeout, …) as they were set on it.
 
 Open files: each client is a socket here and one in the server. For large -n
 raise the limit of both processes first, e.g. 'ulimit -n 200000' (root may
 raise the hard limit: 'ulimit -Hn 200000'). This tool raises its own soft limit
 to the hard limit by itself. Clients are spread over -source-ips loopback
-source addresses (127.0.0.2 …) since one address has only ~28k ports.
+source addresses (127.0.0.2 …): one address has only ~28k ports, and the
+server limits connections (1000) and upgrades (200/s) per address.
 
 Pinning (2-core machine): server and generator on different cores, e.g.
   taskset -c 0 rendezvous 2>/tmp/rv.log &
@@ -100,6 +117,9 @@ Examples:
   rendezvous-bench throughput -pairs 500 -window 8 -duration 10s   (server: -rate 0)
   rendezvous-bench mem -n 50000 -timeout 10m
   rendezvous-bench negotiate -pairs 20
+  rendezvous-bench abuse -attack all -join-timeout 5s -message-timeout 5s \
+      -idle-timeout 5s -read-timeout 5s -resume-window 5s -auth-secret S
+      (server: the same flags, e.g. rendezvous -join-timeout 5s … -auth-secret S)
 
 Flags:
 `
@@ -126,34 +146,62 @@ type options struct {
 	verify      bool
 	rounds      int
 	hold        time.Duration
-	rssPoll     time.Duration // mem: interval of the RSS readings (tests shorten it)
+	rssPoll     time.Duration // mem: interval of the RSS readings; abuse: of the /metrics readings (tests shorten them)
+
+	// abuse
+	attack         string
+	attackRate     float64
+	attackIPs      int
+	victims        int
+	baseline       time.Duration
+	grace          time.Duration
+	maxP99         time.Duration
+	authSecret     string
+	joinTimeout    time.Duration
+	messageTimeout time.Duration
+	readTimeout    time.Duration
+	idleTimeout    time.Duration
+	resumeWindow   time.Duration
 }
 
 func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	o := &options{rssPoll: 500 * time.Millisecond}
 	fs := flag.NewFlagSet("rendezvous-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.scenario, "scenario", "", "scenario: mem, latency, throughput or negotiate (or give it as the first argument)")
+	fs.StringVar(&o.scenario, "scenario", "", "scenario: mem, latency, throughput, negotiate or abuse (or give it as the first argument)")
 	fs.StringVar(&o.url, "url", "ws://127.0.0.1:2013/ws", "server WebSocket `URL` (loopback only)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the summary goes to stderr)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "upper bound of the whole run")
-	fs.IntVar(&o.sourceIPs, "source-ips", 8, "spread clients over this many source addresses 127.0.0.2… (~28k connections each)")
+	fs.IntVar(&o.sourceIPs, "source-ips", 100, "spread clients over this many source addresses 127.0.0.2… (~28k connections each; the server allows 1000 connections and 200 upgrades/s per address)")
 	fs.IntVar(&o.pid, "pid", 0, "server process id, for RSS and CPU (0: look for the process listening on the -url port; -1: none)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects and joins in flight at once")
-	fs.IntVar(&o.n, "n", 10000, "mem: number of client connections")
+	fs.IntVar(&o.n, "n", 10000, "mem: number of client connections; abuse: attackers (noack, held: pairs), default per attack")
 	fs.IntVar(&o.pairs, "pairs", 500, "latency, throughput: number of pairs (negotiate: default 20)")
-	fs.Float64Var(&o.rate, "rate", 10000, "latency: total messages per second over all senders")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "latency: sending time; throughput: measured time")
+	fs.Float64Var(&o.rate, "rate", 10000, "latency: total messages per second over all senders; abuse: each victim pair's round trips per second (default 40)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "latency: sending time; throughput: measured time; abuse: attack time (an attack with a timeout goes on until the server has ended its targets, at most timeout + -grace after the last began)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "throughput: time before measuring")
 	fs.IntVar(&o.window, "window", 8, "throughput: messages in flight per sender")
-	fs.IntVar(&o.size, "size", 300, "message body (data string) `bytes`")
+	fs.IntVar(&o.size, "size", 300, "message body (data string) `bytes`; abuse: attack message, fragment or token bytes, default per attack")
 	fs.DurationVar(&o.drain, "drain", 2*time.Second, "how long to wait for the last messages; what has not arrived by then is lost")
-	fs.DurationVar(&o.settle, "settle", 2*time.Second, "mem: pause after the last join before reading the server's RSS")
+	fs.DurationVar(&o.settle, "settle", 2*time.Second, "mem: pause after the last join before reading the server's RSS; abuse: after the attack, before the 'after' figures")
 	fs.BoolVar(&o.oneway, "oneway", false, "latency, throughput: only the first member of each pair sends (default: both send to each other)")
 	fs.IntVar(&o.pacers, "pacers", 4, "latency: sender goroutines sharing the pacing")
 	fs.DurationVar(&o.hold, "hold", 0, "mem: keep the connections open this long after measuring (e.g. to take a heap profile of the server)")
 	fs.IntVar(&o.rounds, "rounds", 3, "negotiate: batches of -pairs negotiations, each way")
 	fs.BoolVar(&o.verify, "verify", true, "mem: after measuring, send one message per room and count deliveries")
+	fs.StringVar(&o.attack, "attack", "", "abuse: the attack: "+attackNames()+", or all")
+	fs.Float64Var(&o.attackRate, "attack-rate", -1, "abuse: the attackers' rate per second in all (messages, pings or joins); 0: as fast as they can; -1: the attack's default")
+	fs.IntVar(&o.attackIPs, "attack-ips", 0, "abuse: the attackers dial from the first N of the -source-ips addresses; 0: the attack's default (floods: 1, a hostile host that the server's per-address limits meet; the others: all)")
+	fs.IntVar(&o.victims, "victims", 4, "abuse: victim pairs measuring round trips (-rate each), each in a room of its own")
+	fs.DurationVar(&o.baseline, "baseline", 2*time.Second, "abuse: the victim's measuring time before each attack")
+	fs.DurationVar(&o.grace, "grace", 3*time.Second, "abuse: how long past the server's timeout an attacker may stay before it counts as held")
+	fs.DurationVar(&o.maxP99, "max-p99", 2*time.Millisecond, "abuse: the victim's round-trip p99 a flood (pingflood, tokenflood, rateflood) may cause")
+	fs.StringVar(&o.authSecret, "auth-secret", "", "abuse: the server's -auth-secret, to mint join tokens (tokenflood needs it)")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", 30*time.Second, "abuse: the server's -join-timeout (nojoin)")
+	fs.DurationVar(&o.messageTimeout, "message-timeout", 10*time.Second, "abuse: the server's -message-timeout (fragment)")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 10*time.Second, "abuse: the server's -read-timeout (slowbody)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 60*time.Second, "abuse: the server's -idle-timeout (idlehttp)")
+	fs.DurationVar(&o.resumeWindow, "resume-window", 15*time.Second, "abuse: the server's -resume-window (held)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -191,8 +239,25 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if o.scenario == "negotiate" && !set["pairs"] {
 		o.pairs = 20
 	}
+	if o.scenario == "abuse" {
+		// Per-attack defaults (see attackSpecs); the victim's rate stays
+		// under the server's default -rate of 50/s.
+		if !set["n"] {
+			o.n = 0
+		}
+		if !set["size"] {
+			o.size = 0
+		}
+		if !set["rate"] {
+			o.rate = 40
+		}
+		if _, err := pickAttacks(o.attack); err != nil {
+			fmt.Fprintf(stderr, "rendezvous-bench: abuse: %v\n", err)
+			return 2
+		}
+	}
 	if o.scenario == "" {
-		fmt.Fprintf(stderr, "rendezvous-bench: name a scenario: mem, latency, throughput or negotiate (see -h)\n")
+		fmt.Fprintf(stderr, "rendezvous-bench: name a scenario: mem, latency, throughput, negotiate or abuse (see -h)\n")
 		return 2
 	}
 
@@ -205,6 +270,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch o.scenario {
 	case "mem":
 		need += uint64(o.n)
+	case "abuse":
+		need += uint64(abuseSockets(o))
 	default:
 		need += 2 * uint64(o.pairs)
 	}
@@ -266,8 +333,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			res = r
 		}
+	case "abuse":
+		var r *abuseResult
+		r, err = runAbuse(ctx, o, log)
+		if r != nil {
+			if err != nil {
+				r.Error = err.Error()
+			}
+			bad = r.bad()
+			res = r
+		}
 	default:
-		fmt.Fprintf(stderr, "rendezvous-bench: unknown scenario %q: use mem, latency, throughput or negotiate\n", o.scenario)
+		fmt.Fprintf(stderr, "rendezvous-bench: unknown scenario %q: use mem, latency, throughput, negotiate or abuse\n", o.scenario)
 		return 2
 	}
 	if res == nil {

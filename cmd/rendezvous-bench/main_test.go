@@ -129,7 +129,9 @@ func TestRateLimitedIsLoss(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		t.Fatalf("stdout is not one JSON line: %v\n%s", err, &stdout)
 	}
-	if res.Sent != 10 || res.Lost == 0 || res.Delivered+res.Lost != res.Sent || res.Anomalies.ErrorCodes[signal.CodeRateLimited] != int(res.Lost) {
+	// The server answers the first message it refuses in a window with
+	// rate-limited and drops the rest of the window's silently.
+	if rl := res.Anomalies.ErrorCodes[signal.CodeRateLimited]; res.Sent != 10 || res.Lost == 0 || res.Delivered+res.Lost != res.Sent || rl < 1 || rl > int(res.Lost) {
 		t.Errorf("sent %d delivered %d lost %d errors %v", res.Sent, res.Delivered, res.Lost, res.Anomalies.ErrorCodes)
 	}
 	if !strings.Contains(stderr.String(), "latency: 1 pairs") {

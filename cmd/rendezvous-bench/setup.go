@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +18,9 @@ type fleet struct {
 	o       *options
 	mu      sync.Mutex // guards clients while connecting
 	clients []*client
-	room    string // room name prefix
+	room    string   // room name prefix
+	d       *dialers // source addresses; nil: -source-ips of -url
+	token   string   // join token, when the server needs one
 
 	connectDur time.Duration
 	joinDur    time.Duration
@@ -91,12 +95,15 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 // connect dials every client, -concurrency at a time, and starts its
 // reader.
 func (f *fleet) connect(ctx context.Context) error {
-	d, err := newDialers(f.o.url, f.o.sourceIPs)
-	if err != nil {
-		return err
+	d := f.d
+	if d == nil {
+		var err error
+		if d, err = newDialers(f.o.url, f.o.sourceIPs); err != nil {
+			return err
+		}
 	}
 	t0 := time.Now()
-	err = parallel(ctx, len(f.clients), f.o.concurrency, func(i int) error {
+	err := parallel(ctx, len(f.clients), f.o.concurrency, func(i int) error {
 		ws, err := d.dial(ctx, i)
 		if err != nil {
 			return fmt.Errorf("connect client %d of %d (from %s): %w%s", i+1, len(f.clients),
@@ -135,7 +142,7 @@ func (f *fleet) join(ctx context.Context) error {
 	err := parallel(ctx, len(f.clients), f.o.concurrency, func(i int) error {
 		c := f.clients[i]
 		sent := now()
-		if err := c.sendJoin(fmt.Sprintf("%s%d", f.room, i/2)); err != nil {
+		if err := c.sendJoin(fmt.Sprintf("%s%d", f.room, i/2), f.token); err != nil {
 			return fmt.Errorf("join client %d: %w", i, err)
 		}
 		select {
@@ -156,7 +163,10 @@ func (f *fleet) join(ctx context.Context) error {
 
 func dialHint(err error) string {
 	s := err.Error()
+	var ue *upgradeError
 	switch {
+	case errors.As(err, &ue) && ue.code == http.StatusTooManyRequests:
+		return " (the server limits connections and upgrades per client address: raise -source-ips)"
 	case strings.Contains(s, "too many open files"):
 		return " (raise the open-files limit: ulimit -n, for this tool and the server)"
 	case strings.Contains(s, "cannot assign requested address"):

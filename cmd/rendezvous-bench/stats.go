@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -266,4 +269,88 @@ func findServerPID(port int) int {
 		}
 	}
 	return 0
+}
+
+// serverMetrics are figures read from the server's Prometheus /metrics.
+type serverMetrics struct {
+	HeapInuse int64 // go_memstats_heap_inuse_bytes
+	HeapAlloc int64 // go_memstats_alloc_bytes: live heap plus garbage not yet collected
+	RSS       int64 // process_resident_memory_bytes
+	ConnsOpen int64 // rendezvous_connections_open
+	// Closed is rendezvous_connections_closed_total by reason.
+	Closed map[string]int64
+}
+
+// metricsURL is the /metrics address of the server behind a ws:// URL.
+func metricsURL(wsURL string) (string, error) {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return "", err
+	}
+	return "http://" + u.Host + "/metrics", nil
+}
+
+// metricsClient reads /metrics without keeping connections alive, so that
+// it holds no socket of the server between readings.
+var metricsClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// scrapeMetrics reads the figures of serverMetrics from the Prometheus
+// text format at u.
+func scrapeMetrics(ctx context.Context, u string) (serverMetrics, error) {
+	m := serverMetrics{Closed: map[string]int64{}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("%s: HTTP %s (is the server running with -metrics=false?)", u, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	seen := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		name, labels := line[:sp], ""
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name, labels = name[:i], name[i:]
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			m.HeapInuse, seen = int64(v), seen+1
+		case "go_memstats_alloc_bytes":
+			m.HeapAlloc = int64(v)
+		case "process_resident_memory_bytes":
+			m.RSS = int64(v)
+		case "rendezvous_connections_open":
+			m.ConnsOpen = int64(v)
+		case "rendezvous_connections_closed_total":
+			if _, r, ok := strings.Cut(labels, `reason="`); ok {
+				r, _, _ = strings.Cut(r, `"`)
+				m.Closed[r] = int64(v)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return m, err
+	}
+	if seen == 0 {
+		return m, fmt.Errorf("%s: no go_memstats_heap_inuse_bytes", u)
+	}
+	return m, nil
 }

@@ -155,21 +155,28 @@ func joinPeer(t *testing.T, ctx context.Context, cfg peer.Config) *peer.Peer {
 	return p
 }
 
-func nextMessage(t *testing.T, ctx context.Context, p *peer.Peer) peer.Event {
+// nextEvent returns p's next event of type typ, skipping others, and
+// fails the test if ctx ends or p's events end first.
+func nextEvent(t *testing.T, ctx context.Context, p *peer.Peer, typ peer.EventType) peer.Event {
 	t.Helper()
 	for {
 		select {
 		case e, ok := <-p.Events():
 			if !ok {
-				t.Fatal("events closed")
+				t.Fatalf("events closed while waiting for %v", typ)
 			}
-			if e.Type == peer.EventMessage {
+			if e.Type == typ {
 				return e
 			}
 		case <-ctx.Done():
-			t.Fatalf("waiting for a message: %v", ctx.Err())
+			t.Fatalf("waiting for %v: %v", typ, ctx.Err())
 		}
 	}
+}
+
+func nextMessage(t *testing.T, ctx context.Context, p *peer.Peer) peer.Event {
+	t.Helper()
+	return nextEvent(t, ctx, p, peer.EventMessage)
 }
 
 func TestBot(t *testing.T) {
@@ -233,14 +240,8 @@ func testEcho(t *testing.T, bin string, botFirst bool) {
 	if code := bot.wait(t, ctx); code != 0 {
 		t.Errorf("exit code %d after SIGINT, want 0; stderr: %s", code, bot.stderr)
 	}
-	for {
-		e := <-me.Events()
-		if e.Type == peer.EventPeerLeft {
-			if e.Reason != signal.ReasonLeft {
-				t.Errorf("peer-left reason %q, want %q", e.Reason, signal.ReasonLeft)
-			}
-			break
-		}
+	if e := nextEvent(t, ctx, me, peer.EventPeerLeft); e.Reason != signal.ReasonLeft {
+		t.Errorf("peer-left reason %q, want %q", e.Reason, signal.ReasonLeft)
 	}
 }
 

@@ -58,6 +58,16 @@ type options struct {
 	pongTimeout     time.Duration
 	writeTimeout    time.Duration
 	maxConns        int
+	maxConnsPerIP   int
+	upgradeRate     float64
+	upgradeBurst    int
+	connBufferBytes int
+	bufferBudget    int64
+	joinTimeout     time.Duration
+	messageTimeout  time.Duration
+	readTimeout     time.Duration
+	idleTimeout     time.Duration
+	maxHeaderBytes  int
 	origins         string
 	tlsCert         string
 	tlsKey          string
@@ -109,7 +119,17 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.pongTimeout, "pong-timeout", signal.DefaultPongTimeout, "close a connection that sends nothing, not even a pong, for this long")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", signal.DefaultWriteTimeout, "deadline of every write")
 	fs.IntVar(&o.maxConns, "max-conns", signal.DefaultMaxConns, "open connections past which upgrades get HTTP 503")
-	fs.StringVar(&o.origins, "origins", "", "comma-separated browser origins (https://host or host; * for any) allowed to connect; empty: the server's own host")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", signal.DefaultMaxConnsPerIP, "open connections one client address (IPv6: its /64) may have, past which its upgrades get HTTP 429; 0: no limit (use 0 behind a reverse proxy)")
+	fs.Float64Var(&o.upgradeRate, "upgrade-rate", signal.DefaultUpgradeRate, "WebSocket upgrades per second one client address may make (token bucket), past which they get HTTP 429; 0: no limit")
+	fs.IntVar(&o.upgradeBurst, "upgrade-burst", signal.DefaultUpgradeBurst, "burst of -upgrade-rate, in upgrades")
+	fs.IntVar(&o.connBufferBytes, "conn-buffer-bytes", signal.DefaultConnBufferBytes, "`bytes` of frames kept per connection (queued, unacknowledged, held for an absent member, being read); a connection whose queue passes it is dropped as a slow consumer")
+	fs.Int64Var(&o.bufferBudget, "buffer-budget", 0, "`bytes` of frames buffered for all connections together, past which those holding the most are dropped as slow consumers; 0: a quarter of the machine's memory (at least 64 MiB)")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", signal.DefaultJoinTimeout, "close a connection that is in no room this long after it opened or left its room; 0: never")
+	fs.DurationVar(&o.messageTimeout, "message-timeout", signal.DefaultMessageTimeout, "close a connection whose message has begun to arrive but not finished within this time")
+	fs.DurationVar(&o.readTimeout, "read-timeout", signal.DefaultReadTimeout, "deadline for reading an HTTP request, headers and body")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", signal.DefaultIdleTimeout, "close a keep-alive HTTP connection idle this long")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", signal.DefaultMaxHeaderBytes, "largest HTTP request header, in `bytes` (net/http allows 4096 more)")
+	fs.StringVar(&o.origins, "origins", "", "comma-separated browser origins allowed to connect besides the server's own (https://host, host, or * for any)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` (serve https/wss; needs -tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key `file`")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", signal.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to wait for clients to close")
@@ -172,6 +192,9 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	return flagenv.Parse(fs, envPrefix, args, getenv)
 }
 
+// config checks the options and turns them into the server's
+// configuration. Where a flag's 0 means "off", the Config field that
+// means off is negative (its 0 means "the default").
 func (o *options) config(log *slog.Logger) (signal.Config, error) {
 	cfg := signal.Config{
 		Capacity:        o.capacity,
@@ -184,6 +207,16 @@ func (o *options) config(log *slog.Logger) (signal.Config, error) {
 		PongTimeout:     o.pongTimeout,
 		WriteTimeout:    o.writeTimeout,
 		MaxConns:        o.maxConns,
+		MaxConnsPerIP:   offIfZero(o.maxConnsPerIP),
+		UpgradeRate:     offIfZero(o.upgradeRate),
+		UpgradeBurst:    o.upgradeBurst,
+		ConnBufferBytes: o.connBufferBytes,
+		BufferBudget:    o.bufferBudget,
+		JoinTimeout:     offIfZero(o.joinTimeout),
+		MessageTimeout:  o.messageTimeout,
+		ReadTimeout:     o.readTimeout,
+		IdleTimeout:     o.idleTimeout,
+		MaxHeaderBytes:  o.maxHeaderBytes,
 		ShutdownTimeout: o.shutdownTimeout,
 		ClientLog:       o.clientLog,
 		Files:           web.FS(),
@@ -191,73 +224,114 @@ func (o *options) config(log *slog.Logger) (signal.Config, error) {
 		AuthSecret:      []byte(o.authSecret),
 		AdminToken:      o.adminToken,
 		DisableMetrics:  !o.metrics,
-		ResumeWindow:    o.resumeWindow,
+		ResumeWindow:    offIfZero(o.resumeWindow),
 		TURN: signal.TURNConfig{URLs: o.turn, Secret: o.turnSecret, TTL: o.turnTTL,
 			Username: o.turnUser, Credential: o.turnPass},
 	}
-	if o.resumeWindow == 0 {
-		cfg.ResumeWindow = -1 // off
+	if o.rate == 0 {
+		cfg.Rate = rate.Inf
 	}
 	if len(o.stun) > 0 {
 		cfg.ICEServers = []signal.ICEServer{{URLs: o.stun}}
-	}
-	for _, u := range o.stun {
-		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") {
-			return cfg, fmt.Errorf("-stun %q: want a stun: or stuns: URL", u)
-		}
-	}
-	for _, u := range o.turn {
-		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-			return cfg, fmt.Errorf("-turn %q: want a turn: or turns: URL", u)
-		}
-	}
-	if (o.turnSecret != "" || o.turnUser != "") && len(o.turn) == 0 {
-		return cfg, errors.New("-turn-secret and -turn-user need at least one -turn URL")
-	}
-	if o.turnSecret != "" && o.turnUser != "" {
-		return cfg, errors.New("use -turn-secret (ephemeral credentials) or -turn-user/-turn-pass (static), not both")
-	}
-	if o.turnTTL <= 0 || o.resumeWindow < 0 {
-		return cfg, errors.New("-turn-ttl must be positive and -resume-window not negative")
-	}
-	if o.pprof != "" {
-		host, _, err := net.SplitHostPort(o.pprof)
-		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-			return cfg, fmt.Errorf("-pprof %q: want a loopback address such as 127.0.0.1:6060", o.pprof)
-		}
-	}
-	switch {
-	case o.rate == 0:
-		cfg.Rate = rate.Inf
-	case o.rate < 0:
-		return cfg, fmt.Errorf("-rate must be 0 (off) or positive, not %g", o.rate)
-	}
-	positive := map[string]int64{
-		"-capacity": int64(o.capacity), "-max-capacity": int64(o.maxCapacity), "-max-message-bytes": o.maxMessageBytes,
-		"-burst": int64(o.burst), "-send-queue": int64(o.sendQueue), "-max-conns": int64(o.maxConns),
-		"-ping-interval": int64(o.pingInterval), "-pong-timeout": int64(o.pongTimeout),
-		"-write-timeout": int64(o.writeTimeout), "-shutdown-timeout": int64(o.shutdownTimeout),
-	}
-	for name, v := range positive {
-		if v <= 0 {
-			return cfg, fmt.Errorf("%s must be positive", name)
-		}
-	}
-	if o.capacity < 2 || o.maxCapacity < 2 || o.capacity > o.maxCapacity {
-		return cfg, fmt.Errorf("need 2 <= -capacity (%d) <= -max-capacity (%d)", o.capacity, o.maxCapacity)
-	}
-	if o.pingInterval >= o.pongTimeout {
-		return cfg, fmt.Errorf("-ping-interval (%s) must be shorter than -pong-timeout (%s)", o.pingInterval, o.pongTimeout)
-	}
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return cfg, errors.New("-tls-cert and -tls-key go together")
 	}
 	for _, origin := range strings.Split(o.origins, ",") {
 		if origin = strings.TrimSpace(origin); origin != "" {
 			cfg.AllowedOrigins = append(cfg.AllowedOrigins, origin)
 		}
 	}
-	return cfg, nil
+	return cfg, o.check()
+}
+
+// offIfZero maps a flag's 0, "off", to the negative value by which
+// signal.Config turns the same limit off.
+func offIfZero[T int | float64 | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// check reports the first option that is out of range or contradicts
+// another.
+func (o *options) check() error {
+	for _, u := range o.stun {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") {
+			return fmt.Errorf("-stun %q: want a stun: or stuns: URL", u)
+		}
+	}
+	for _, u := range o.turn {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			return fmt.Errorf("-turn %q: want a turn: or turns: URL", u)
+		}
+	}
+	if (o.turnSecret != "" || o.turnUser != "") && len(o.turn) == 0 {
+		return errors.New("-turn-secret and -turn-user need at least one -turn URL")
+	}
+	if o.turnSecret != "" && o.turnUser != "" {
+		return errors.New("use -turn-secret (ephemeral credentials) or -turn-user/-turn-pass (static), not both")
+	}
+	if o.pprof != "" {
+		host, _, err := net.SplitHostPort(o.pprof)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("-pprof %q: want a loopback address such as 127.0.0.1:6060", o.pprof)
+		}
+	}
+	// !(v >= 0) also refuses NaN.
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"-rate", o.rate}, {"-upgrade-rate", o.upgradeRate}} {
+		if !(f.v >= 0) {
+			return fmt.Errorf("%s must be 0 (off) or positive, not %g", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		v      int64
+		zeroOK bool // 0 means off (or, for -buffer-budget, the default)
+	}{
+		{"-capacity", int64(o.capacity), false},
+		{"-max-capacity", int64(o.maxCapacity), false},
+		{"-max-message-bytes", o.maxMessageBytes, false},
+		{"-burst", int64(o.burst), false},
+		{"-send-queue", int64(o.sendQueue), false},
+		{"-ping-interval", int64(o.pingInterval), false},
+		{"-pong-timeout", int64(o.pongTimeout), false},
+		{"-write-timeout", int64(o.writeTimeout), false},
+		{"-max-conns", int64(o.maxConns), false},
+		{"-max-conns-per-ip", int64(o.maxConnsPerIP), true},
+		{"-upgrade-burst", int64(o.upgradeBurst), false},
+		{"-conn-buffer-bytes", int64(o.connBufferBytes), false},
+		{"-buffer-budget", o.bufferBudget, true},
+		{"-join-timeout", int64(o.joinTimeout), true},
+		{"-message-timeout", int64(o.messageTimeout), false},
+		{"-read-timeout", int64(o.readTimeout), false},
+		{"-idle-timeout", int64(o.idleTimeout), false},
+		{"-max-header-bytes", int64(o.maxHeaderBytes), false},
+		{"-shutdown-timeout", int64(o.shutdownTimeout), false},
+		{"-turn-ttl", int64(o.turnTTL), false},
+		{"-resume-window", int64(o.resumeWindow), true},
+	} {
+		switch {
+		case f.zeroOK && f.v < 0:
+			return fmt.Errorf("%s must not be negative", f.name)
+		case !f.zeroOK && f.v <= 0:
+			return fmt.Errorf("%s must be positive", f.name)
+		}
+	}
+	if o.capacity < 2 || o.maxCapacity < 2 || o.capacity > o.maxCapacity {
+		return fmt.Errorf("need 2 <= -capacity (%d) <= -max-capacity (%d)", o.capacity, o.maxCapacity)
+	}
+	if int64(o.connBufferBytes) < 2*o.maxMessageBytes {
+		return fmt.Errorf("-conn-buffer-bytes (%d) must be at least twice -max-message-bytes (%d)", o.connBufferBytes, o.maxMessageBytes)
+	}
+	if o.pingInterval >= o.pongTimeout {
+		return fmt.Errorf("-ping-interval (%s) must be shorter than -pong-timeout (%s)", o.pingInterval, o.pongTimeout)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -277,18 +351,18 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // serve listens on o.addr and serves until ctx ends, then shuts down: it
 // stops accepting, closes every client with 1001 and waits for them at
-// most o.shutdownTimeout.
+// most o.shutdownTimeout. It logs "listening" with the bound address.
 func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger) error {
 	srv := signal.NewServer(cfg)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// The limits of -read-timeout, -idle-timeout and -max-header-bytes;
+	// net/http's own errors (mostly a client's, such as a failed TLS
+	// handshake) are logged at debug level.
+	hs := srv.HTTPServer()
+	ln = srv.Listener(ln) // at most -max-conns (plus headroom for plain HTTP)
 	scheme := "http"
 	if o.tlsCert != "" {
 		scheme = "https"
@@ -343,7 +417,8 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // per connection, as the server's
 	go func() { _ = hs.Serve(ln) }()
 	log.Info("pprof listening", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = hs.Close() }, nil

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,10 +24,10 @@ import (
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
 
+// TestFlagsAndEnv checks run's exit code and message for help and for bad
+// flags. Every case listens on 127.0.0.1:0 if it comes to serve at all,
+// and a case that serves instead of exiting fails when its time is up.
 func TestFlagsAndEnv(t *testing.T) {
-	env := func(kv map[string]string) func(string) string {
-		return func(k string) string { return kv[k] }
-	}
 	for _, tt := range []struct {
 		name    string
 		args    []string
@@ -39,9 +39,25 @@ func TestFlagsAndEnv(t *testing.T) {
 		{"unknown flag", []string{"-nope"}, nil, 2, "flag provided but not defined"},
 		{"stray argument", []string{"serve"}, nil, 2, `unexpected argument "serve"`},
 		{"bad env value", nil, map[string]string{"RENDEZVOUS_MAX_CONNS": "many"}, 2, "RENDEZVOUS_MAX_CONNS"},
+		{"bad env value of a new flag", nil, map[string]string{"RENDEZVOUS_UPGRADE_RATE": "fast"}, 2, "RENDEZVOUS_UPGRADE_RATE"},
 		{"capacity above max", []string{"-capacity", "20"}, nil, 2, "-max-capacity"},
+		{"buffer under two messages", []string{"-conn-buffer-bytes", "100000"}, nil, 2, "-conn-buffer-bytes"},
 		{"negative rate", []string{"-rate", "-1"}, nil, 2, "-rate"},
+		{"NaN rate", []string{"-rate", "NaN"}, nil, 2, "-rate"},
+		{"zero burst", []string{"-burst", "0"}, nil, 2, "-burst must be positive"},
 		{"ping not below pong", []string{"-ping-interval", "30s", "-pong-timeout", "30s"}, nil, 2, "-ping-interval"},
+		{"negative resume window", []string{"-resume-window", "-1s"}, nil, 2, "-resume-window must not be negative"},
+		{"zero turn ttl", []string{"-turn-ttl", "0"}, nil, 2, "-turn-ttl must be positive"},
+		{"negative max conns per ip", []string{"-max-conns-per-ip", "-1"}, nil, 2, "-max-conns-per-ip must not be negative"},
+		{"negative upgrade rate", []string{"-upgrade-rate", "-1"}, nil, 2, "-upgrade-rate"},
+		{"zero upgrade burst", []string{"-upgrade-burst", "0"}, nil, 2, "-upgrade-burst must be positive"},
+		{"zero conn buffer", []string{"-conn-buffer-bytes", "0"}, nil, 2, "-conn-buffer-bytes must be positive"},
+		{"negative buffer budget", []string{"-buffer-budget", "-1"}, nil, 2, "-buffer-budget must not be negative"},
+		{"negative join timeout", []string{"-join-timeout", "-1s"}, nil, 2, "-join-timeout must not be negative"},
+		{"zero message timeout", []string{"-message-timeout", "0"}, nil, 2, "-message-timeout must be positive"},
+		{"negative read timeout", []string{"-read-timeout", "-1s"}, nil, 2, "-read-timeout must be positive"},
+		{"zero idle timeout", []string{"-idle-timeout", "0"}, nil, 2, "-idle-timeout must be positive"},
+		{"negative max header bytes", nil, map[string]string{"RENDEZVOUS_MAX_HEADER_BYTES": "-1"}, 2, "-max-header-bytes must be positive"},
 		{"tls half", []string{"-tls-cert", "c.pem"}, nil, 2, "-tls-key"},
 		{"log format", []string{"-log-format", "xml"}, nil, 2, "-log-format"},
 		{"log level", []string{"-log-level", "loud"}, nil, 2, "-log-level"},
@@ -56,13 +72,42 @@ func TestFlagsAndEnv(t *testing.T) {
 		{"token help", []string{"token", "-h"}, nil, 0, "RENDEZVOUS_AUTH_SECRET"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			code := run(context.Background(), tt.args, io.Discard, &stderr, env(tt.env))
-			if code != tt.code || !strings.Contains(stderr.String(), tt.wantErr) {
-				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d mentioning %q", code, stderr.String(), tt.code, tt.wantErr)
+			args := tt.args
+			if !slices.Contains(args, "-addr") && !slices.Contains(args, "token") {
+				args = append([]string{"-addr", "127.0.0.1:0"}, args...)
+			}
+			code, stderr := runToExit(t, args, tt.env)
+			if code != tt.code || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d mentioning %q", code, stderr, tt.code, tt.wantErr)
 			}
 		})
 	}
+}
+
+// runToExit runs the command with args and the environment env, and
+// returns its exit code and what it wrote to stderr. It fails the test if
+// run is still going after a few seconds (it is serving instead of
+// exiting); it then stops it.
+func runToExit(t *testing.T, args []string, env map[string]string) (code int, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out bytes.Buffer
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, io.Discard, &out, func(k string) string { return env[k] }) }()
+	select {
+	case code = <-exited:
+		return code, out.String()
+	case <-time.After(exitTimeout):
+	}
+	cancel()
+	select {
+	case <-exited:
+		t.Fatalf("run %q did not exit within %s: it served until stopped; stderr:\n%s", args, exitTimeout, out.String())
+	case <-time.After(exitTimeout):
+		t.Fatalf("run %q did not exit within %s, nor when stopped", args, exitTimeout)
+	}
+	return 0, ""
 }
 
 func TestEnvSetsFlagAndFlagWins(t *testing.T) {
@@ -103,6 +148,67 @@ func TestHelpAndREADMEListEveryFlag(t *testing.T) {
 	}
 }
 
+// TestREADMEFlagDefaults keeps the defaults in README.md's table of flags
+// true: a default in backquotes is the flag's, and a default in words
+// ("off", "a quarter of memory") or none stands for the flag's zero value.
+// Every flag in the table exists.
+func TestREADMEFlagDefaults(t *testing.T) {
+	fs, _ := newFlagSet(io.Discard)
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Flags\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	flagName := regexp.MustCompile("`-([a-z-]+)")
+	rows := 0
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `-") {
+			continue
+		}
+		rows++
+		cells := strings.Split(line, "|") // "", flags, defaults, meaning, ""
+		if len(cells) != 5 {
+			t.Errorf("README row %q does not have 3 columns", line)
+			continue
+		}
+		defaults := strings.Split(cells[2], ",")
+		for i, m := range flagName.FindAllStringSubmatch(cells[1], -1) {
+			f := fs.Lookup(m[1])
+			if f == nil {
+				t.Errorf("README documents -%s, which is not a flag", m[1])
+				continue
+			}
+			documented := ""
+			if i < len(defaults) {
+				documented = strings.TrimSpace(defaults[i])
+			}
+			if !sameDefault(documented, f.DefValue) {
+				t.Errorf("README gives -%s the default %q; the flag's is %q", f.Name, documented, f.DefValue)
+			}
+		}
+	}
+	if rows < 20 {
+		t.Fatalf("found only %d rows in README.md's table of flags", rows)
+	}
+}
+
+// sameDefault reports whether documented, a default cell of README.md's
+// table, stands for the flag default value.
+func sameDefault(documented, value string) bool {
+	quoted, ok := strings.CutPrefix(documented, "`")
+	if !ok {
+		return value == "" || value == "false" || value == "0"
+	}
+	quoted = strings.TrimSuffix(quoted, "`")
+	if quoted == value {
+		return true
+	}
+	d1, err1 := time.ParseDuration(quoted)
+	d2, err2 := time.ParseDuration(value)
+	return err1 == nil && err2 == nil && d1 == d2
+}
+
 // TestBinarySIGTERM builds the server, runs it, and checks that SIGTERM
 // closes a client with 1001 and exits 0.
 func TestBinarySIGTERM(t *testing.T) {
@@ -114,47 +220,39 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-log-format", "json")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	logs := newLogSink()
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill() }()
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for addr == "" && lines.Scan() {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Msg == "listening" {
-			addr = rec.Addr
-		}
-	}
-	if addr == "" {
-		t.Fatal("server never logged its address")
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz: %s", resp.Status)
-	}
-	resp, err = http.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(page, []byte("<html")) {
-		t.Fatalf("GET /: %s %.100s", resp.Status, page)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
+	rec, err := logs.wait(ctx, exited, isListening)
+	if err != nil {
+		t.Fatalf("server never logged its address: %v; stderr:\n%s", err, logs)
+	}
+	if !rec.json {
+		t.Errorf("-log-format json: the listening line is not JSON")
+	}
+	addr := rec.attrs["addr"]
+
+	if code, _ := get(t, ctx, "http://"+addr+"/healthz", nil); code != http.StatusOK {
+		t.Fatalf("healthz: HTTP %d", code)
+	}
+	if code, page := get(t, ctx, "http://"+addr+"/", nil); code != http.StatusOK || !strings.Contains(page, "<html") {
+		t.Fatalf("GET /: HTTP %d %.100s", code, page)
+	}
+
 	c, err := signal.Dial(ctx, "ws://"+addr+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +278,13 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatalf("close code %d, want 1001", ce.Code)
 	}
 	_ = c.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit: %v, want 0", err)
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		t.Fatalf("the server did not exit after SIGTERM; stderr:\n%s", logs)
 	}
-	if cmd.ProcessState.ExitCode() != 0 {
-		t.Fatalf("exit code %d", cmd.ProcessState.ExitCode())
+	if waitErr != nil {
+		t.Fatalf("exit: %v, want 0; stderr:\n%s", waitErr, logs)
 	}
 }
 

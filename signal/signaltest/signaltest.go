@@ -1,4 +1,5 @@
-// Package signaltest runs an in-process signaling server for tests.
+// Package signaltest runs an in-process signaling server for tests, and a
+// proxy (CutProxy) that cuts WebSocket connections to it abruptly.
 package signaltest
 
 import (
@@ -28,7 +29,7 @@ func New(tb testing.TB, cfg signal.Config) *Server {
 		cfg.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	s := signal.NewServer(cfg)
-	hs := httptest.NewServer(s.Handler())
+	hs := newHTTPServer(s)
 	tb.Cleanup(func() {
 		_ = s.Close()
 		hs.Close()

@@ -17,7 +17,7 @@ func Start(cfg signal.Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := signal.NewServer(cfg)
-	hs := httptest.NewServer(s.Handler())
+	hs := newHTTPServer(s)
 	return &Server{Server: s, URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", HTTP: hs}
 }
 
@@ -26,4 +26,13 @@ func Start(cfg signal.Config) *Server {
 func (s *Server) Stop() {
 	_ = s.Server.Close()
 	s.HTTP.Close()
+}
+
+// newHTTPServer starts s on a random port of 127.0.0.1 with the limits
+// and timeouts of s.HTTPServer, as cmd/rendezvous serves it.
+func newHTTPServer(s *signal.Server) *httptest.Server {
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.Config = s.HTTPServer()
+	hs.Start()
+	return hs
 }

@@ -12,6 +12,10 @@ import { RendezvousClient, isResumableClose } from "./signal.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+/** sessionStorage key of the join token: the tab keeps it for a reload. */
+const TOKEN_KEY = "rendezvous.token";
+/** The join token (?token=), for servers run with -auth-secret; "" for none. */
+const joinToken = takeToken();
 
 const ui = {
   body: document.body,
@@ -93,6 +97,27 @@ window.rendezvous = app;
  */
 
 // ---------- small helpers ----------
+
+/**
+ * Reads the join token from ?token= and takes it out of the address bar
+ * (the other parameters stay), so that it is not left on screen, in the
+ * history, or in a link copied from there. The tab keeps it in
+ * sessionStorage, so that a reload can still join; without ?token= the
+ * token is the one the tab kept, if any.
+ * @returns {string}
+ */
+function takeToken() {
+  const token = params.get("token");
+  if (!token) {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch { return ""; }
+  }
+  params.delete("token");
+  const url = new URL(location.href);
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url);
+  try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* storage off */ }
+  return token;
+}
 
 function metricsFor(id) {
   return (app.metrics.peers[id] ||= { connectedAt: 0, firstFrameAt: 0 });
@@ -515,7 +540,7 @@ async function join(ev) {
   const client = app.client;
   await client.setLocalStream(app.localStream);
   const opts = {};
-  if (params.get("token")) opts.token = params.get("token");
+  if (joinToken) opts.token = joinToken;
   const cap = parseInt(params.get("capacity") || "", 10);
   if (cap) opts.capacity = cap;
   try {
@@ -530,6 +555,11 @@ async function join(ev) {
       case "full":
         notice("full", "error", `Room “${room}” is full (${err.capacity} of ${err.capacity} seats taken). Try again later or pick another room.`);
         log(`Room “${room}” is full`, "error");
+        break;
+      case "refused":
+        notice("refused", "error", `The server at ${location.host} is up but refused this page's connection: ` +
+          `it does not allow connections from ${location.origin} (if you run it, check its -origins), or it has too many connections. Try again later.`);
+        log(err.message, "error");
         break;
       case "unreachable":
       case "timeout":

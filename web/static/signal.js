@@ -47,8 +47,10 @@ export const DATA_CHANNEL_LABEL = "rendezvous";
  * An error of the client: a protocol error sent by the server (its `code`
  * is the server's code, e.g. "invalid-room" or "id-taken"), or one of the
  * client's own codes: "full" (the room is full), "unreachable" (the
- * WebSocket could not be opened), "disconnected" (it closed before the
- * answer), "timeout" (no answer in time) and "closed" (close() was called).
+ * WebSocket could not be opened and the server does not answer),
+ * "refused" (the WebSocket could not be opened but the server answers: it
+ * refused the connection), "disconnected" (it closed before the answer),
+ * "timeout" (no answer in time) and "closed" (close() was called).
  */
 export class SignalError extends Error {
   /**
@@ -220,6 +222,10 @@ const ATTEMPT_TIMEOUT = 5000;
 const OUTBOX_LIMIT = 1000;
 /** ref of every leave, so that a "not-joined" answer to it can be ignored. */
 const LEAVE_REF = "leave";
+/** Bounds the /healthz request that tells a refused WebSocket from an unreachable server. */
+const PROBE_TIMEOUT = 3000;
+/** The errors of WebSockets that closed before they opened: the server may have refused them. */
+const closedBeforeOpen = new WeakSet();
 
 let nextRef = 1;
 
@@ -227,6 +233,35 @@ function defaultURL() {
   const base = new URL("./ws", import.meta.url);
   base.protocol = base.protocol === "https:" ? "wss:" : "ws:";
   return base.href;
+}
+
+/**
+ * Whether the server of the WebSocket URL wsURL answers plain HTTP: a GET
+ * of healthz next to the endpoint (ws://host/ws: http://host/healthz)
+ * that gets any response within timeout ms. The request is "no-cors": from
+ * another origin the response is opaque, and that it came is enough.
+ * @param {string} wsURL
+ * @param {number} timeout ms
+ * @returns {Promise<boolean>}
+ */
+async function serverAnswers(wsURL, timeout) {
+  let url;
+  try {
+    url = new URL("healthz", wsURL);
+    url.protocol = url.protocol === "wss:" || url.protocol === "https:" ? "https:" : "http:";
+  } catch {
+    return false;
+  }
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeout);
+  try {
+    await fetch(url, { mode: "no-cors", cache: "no-store", credentials: "omit", signal: abort.signal });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -482,7 +517,10 @@ export class RendezvousClient extends EventTarget {
    * created or joined; the client then offers to each member already there.
    * Rejects with a SignalError: code "full" when the room is full, the
    * server's code on a protocol error (e.g. "unauthorized": the join token
-   * is missing or not valid), or "unreachable", "disconnected", "timeout".
+   * is missing or not valid), "refused" when the server answers but
+   * refused the WebSocket (this page's origin is not allowed, or the
+   * server is at a connection limit), or "unreachable", "disconnected",
+   * "timeout".
    * @param {string} room
    * @param {JoinOptions} [opts]
    * @returns {Promise<JoinResult>}
@@ -498,7 +536,7 @@ export class RendezvousClient extends EventTarget {
       ws = await this._connect();
     } catch (err) {
       if (this.state === "connecting") this.state = "idle";
-      throw err;
+      throw closedBeforeOpen.has(err) ? await this._whyUnreachable(err) : err;
     }
     if (this.state !== "connecting") {
       throw new SignalError("closed", "The join was cancelled by leave() or close().");
@@ -662,6 +700,22 @@ export class RendezvousClient extends EventTarget {
   }
 
   /**
+   * The WebSocket closed before it opened (err), and the browser does not
+   * say why: a refusal (HTTP 403 for an origin the server does not allow,
+   * 503 or 429 at a connection limit) looks the same as a server out of
+   * reach. When the server answers /healthz it is up, and the error says
+   * it refused the connection (code "refused"); else err stands.
+   * @param {SignalError} err
+   * @returns {Promise<SignalError>}
+   */
+  async _whyUnreachable(err) {
+    if (!(await serverAnswers(this.url, PROBE_TIMEOUT))) return err;
+    const origin = globalThis.location ? globalThis.location.origin : "this page's origin";
+    return new SignalError("refused", `The server at ${this.url} is up but refused the connection: ` +
+      `it does not allow connections from ${origin} (its -origins setting), or it has too many connections.`);
+  }
+
+  /**
    * Opens the WebSocket, or returns the open one.
    * @param {number} [timeout] for the opening, ms
    */
@@ -703,7 +757,9 @@ export class RendezvousClient extends EventTarget {
       ws.onclose = (ev) => {
         clearTimeout(timer);
         if (!opened) {
-          reject(new SignalError("unreachable", `Cannot reach the server at ${this.url}.`));
+          const err = new SignalError("unreachable", `Cannot reach the server at ${this.url}.`);
+          closedBeforeOpen.add(err);
+          reject(err);
           return;
         }
         this._onSocketClose(ws, ev);

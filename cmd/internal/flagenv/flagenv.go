@@ -14,13 +14,21 @@ func Name(prefix, flagName string) string {
 	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Parse parses args into fs, after first setting every flag whose
-// environment variable is set (looked up with getenv). Flags given on the
-// command line win over the environment.
+// Parse parses args into fs, then sets every flag that args did not set
+// from its environment variable (looked up with getenv; an empty value
+// counts as unset). A flag given on the command line wins: its variable is
+// not read at all, so a repeatable flag is not added to the variable's
+// values, and a bad value in the variable does not matter. A bad value in
+// a variable that is read is an error naming the variable.
 func Parse(fs *flag.FlagSet, prefix string, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	onCommandLine := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil {
+		if err != nil || onCommandLine[f.Name] {
 			return
 		}
 		if v := getenv(Name(prefix, f.Name)); v != "" {
@@ -29,10 +37,7 @@ func Parse(fs *flag.FlagSet, prefix string, args []string, getenv func(string) s
 			}
 		}
 	})
-	if err != nil {
-		return err
-	}
-	return fs.Parse(args)
+	return err
 }
 
 // Usage returns a usage function for fs that prints header, then each flag
