@@ -45,10 +45,13 @@ func newAddrLimits(cfg Config) *addrLimits {
 // off reports whether no limit applies, so that nothing is tracked.
 func (a *addrLimits) off() bool { return a.maxConns < 0 && a.rate < 0 }
 
-// addrKey returns the key a remote address ("ip:port") is counted under:
-// the IPv4 address, or the IPv6 address's /64. An address that does not
-// parse counts as the zero key.
-func addrKey(remote string) netip.Prefix {
+// AddrKey returns the key under which the per-address limits count a
+// client at remote ("ip:port", as http.Request.RemoteAddr): its IPv4
+// address (an IPv4-mapped IPv6 address counts as the IPv4 one), or its
+// IPv6 address's /64, which one host usually has whole. An address that
+// does not parse counts as the zero prefix. The Socket.IO endpoint counts
+// its sessions by the same key.
+func AddrKey(remote string) netip.Prefix {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return netip.Prefix{}

@@ -29,6 +29,8 @@ func benchRoom(n int) (s *Server, conns []*conn, drain func()) {
 		for _, c := range conns {
 			clear(c.queue)
 			c.queue = c.queue[:0]
+			s.addBuffered(-c.queueBytes)
+			c.queueBytes = 0
 		}
 	}
 	return s, conns, drain

@@ -286,11 +286,9 @@ func (c *conn) start() {
 	}
 	c.mu.Unlock()
 	if s.cfg.JoinTimeout > 0 {
-		s.mu.Lock()
-		if c.member == nil && c.resuming == nil {
-			c.joinTimer = time.AfterFunc(s.cfg.JoinTimeout, c.onJoinTimeout)
-		}
-		s.mu.Unlock()
+		// No message has been handled yet, so no other goroutine can reach
+		// joinTimer before this one next takes Server.mu: no lock needed.
+		c.joinTimer = time.AfterFunc(s.cfg.JoinTimeout, c.onJoinTimeout)
 	}
 }
 
@@ -339,9 +337,13 @@ func (c *conn) readMessage() error {
 		}
 	}()
 	buf.Reset()
-	cr := countingReader{r: r, c: c}
-	_, err = buf.ReadFrom(&cr)
-	defer c.account(-cr.n)
+	if whole {
+		_, err = buf.ReadFrom(r) // at once, from what is buffered
+	} else {
+		cr := countingReader{r: r, c: c}
+		_, err = buf.ReadFrom(&cr)
+		defer c.account(-cr.n)
+	}
 	if err != nil {
 		return err
 	}

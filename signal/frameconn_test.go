@@ -435,18 +435,38 @@ func TestPipelinedFramesThroughServer(t *testing.T) {
 }
 
 // TestIdleHandoff: connections that go quiet move to small idle
-// goroutines, and keep relaying, answering pings and timing out from there.
+// goroutines, and keep relaying, answering pings and timing out from
+// there; over TCP, and over in-process connections (DialInProcess, as the
+// Socket.IO gateway opens them), which wait on their own signal.
 func TestIdleHandoff(t *testing.T) {
-	s := NewServer(Config{PingInterval: 30 * time.Millisecond, PongTimeout: 300 * time.Millisecond, ResumeWindow: -1,
+	for _, inProcess := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "in-process"}[inProcess], func(t *testing.T) {
+			testIdleHandoff(t, inProcess)
+		})
+	}
+}
+
+func testIdleHandoff(t *testing.T, inProcess bool) {
+	// A pong timeout of 1 s, which a loaded machine running the race
+	// detector meets (300 ms did not always), and pings often enough that
+	// idle connections answer several, not so often that the pongs pass
+	// the control frame rate (10/s).
+	s := NewServer(Config{PingInterval: 150 * time.Millisecond, PongTimeout: time.Second, ResumeWindow: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	s.idleLinger = 5 * time.Millisecond
 	hs := httptest.NewServer(s.Handler())
 	defer hs.Close()
 	defer s.Close()
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	wsDialer := websocket.DefaultDialer
+	if inProcess {
+		wsDialer = &websocket.Dialer{NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return s.DialInProcess(ctx, "192.0.2.1:1")
+		}}
+	}
 	dial := func() *Client {
 		t.Helper()
-		c, err := Dial(t.Context(), url, nil)
+		c, err := Dial(t.Context(), url, &DialOptions{Dialer: wsDialer})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,6 +507,10 @@ func TestIdleHandoff(t *testing.T) {
 	recv(a, TypePeerJoined)
 	// Both go idle, well past several ping rounds, and stay connected.
 	waitIdle(2)
+	// Not synchronisation: longer than the pong timeout, which only the
+	// pongs that the idle goroutines read put off.
+	time.Sleep(1200 * time.Millisecond)
+	waitIdle(2)
 	for round := range 3 {
 		if err := a.Send(&Message{Type: TypeMessage, Data: []byte(fmt.Sprint(round))}); err != nil {
 			t.Fatal(err)
@@ -497,12 +521,13 @@ func TestIdleHandoff(t *testing.T) {
 		waitIdle(2)
 	}
 	// A client that stops answering pings times out from the idle goroutine.
-	mute, _, err := websocket.DefaultDialer.Dial(url, nil)
+	mute, _, err := wsDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mute.Close()
-	b.Close()
+	// No close frame: the idle goroutine sees the connection end.
+	b.Abort()
 	recv(a, TypePeerLeft) // b; its seat is free now
 	if err := mute.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"idle"}`)); err != nil {
 		t.Fatal(err)

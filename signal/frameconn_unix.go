@@ -12,9 +12,11 @@ import (
 
 // waiter blocks until a TCP socket is readable, using the runtime's poller
 // directly, so that the waiting goroutine holds no read buffer and parks
-// with a shallow stack. It is owned by readLoop.
+// with a shallow stack; an in-process connection (DialInProcess) is waited
+// on the same way through its own signal. It is owned by readLoop.
 type waiter struct {
-	raw   syscall.RawConn // nil when not a TCP socket (TLS): wait() returns at once
+	raw   syscall.RawConn // nil when not a TCP socket (TLS, in-process)
+	pipe  *addrConn       // an in-process connection; nil otherwise
 	step  func(fd uintptr) bool
 	woken bool
 	ready bool // wait returned and no read has happened since
@@ -24,6 +26,10 @@ type waiter struct {
 func (w *waiter) init(c net.Conn) {
 	if lc, ok := c.(*limitedConn); ok {
 		c = lc.Conn // Server.Listener's wrapper
+	}
+	if ac, ok := c.(*addrConn); ok {
+		w.pipe = ac
+		return
 	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -57,16 +63,24 @@ func (w *waiter) check(fd uintptr) bool {
 
 // idle reports whether the reader should wait (with wait) before reading:
 // the socket can be waited on and was not just found readable.
-func (w *waiter) idle() bool { return w.raw != nil && !w.ready }
+func (w *waiter) idle() bool { return (w.raw != nil || w.pipe != nil) && !w.ready }
 
 // wait returns once the socket has data, EOF or an error to read, or the
 // read deadline passed.
 func (w *waiter) wait() error {
-	if w.raw == nil || w.ready {
+	if w.ready {
 		return nil
 	}
-	w.woken = false
-	err := w.raw.Read(w.step)
+	var err error
+	switch {
+	case w.pipe != nil:
+		err = w.pipe.waitReadable()
+	case w.raw != nil:
+		w.woken = false
+		err = w.raw.Read(w.step)
+	default:
+		return nil
+	}
 	w.ready = err == nil
 	return err
 }

@@ -32,7 +32,16 @@ type tc struct {
 
 func start(t *testing.T, cfg signal.Config) *signaltest.Server {
 	t.Helper()
-	return signaltest.New(t, cfg)
+	var s *signaltest.Server
+	// Runs after signaltest's cleanup has shut the server down: every byte
+	// the server counted as buffered has been released.
+	t.Cleanup(func() {
+		if b := s.Stats().Buffered; b != 0 {
+			t.Errorf("after Close the server still counts %d bytes buffered", b)
+		}
+	})
+	s = signaltest.New(t, cfg)
+	return s
 }
 
 func dial(t *testing.T, s *signaltest.Server) *tc {

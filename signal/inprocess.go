@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ErrServerClosed is returned by DialInProcess once the server has shut
@@ -19,16 +22,18 @@ var ErrServerClosed = errors.New("signal: server closed")
 // the per-address limits count it against that client.
 //
 // Use it as a websocket.Dialer's NetDialContext; the URL's host is then
-// not used.
+// not used. Like a TCP connection, an idle in-process connection waits
+// for its next message without a read buffer, on a small goroutine.
 func (s *Server) DialInProcess(ctx context.Context, remote string) (net.Conn, error) {
 	l := s.inProcess()
 	if l == nil {
 		return nil, ErrServerClosed
 	}
 	client, server := net.Pipe()
+	sig := newPipeSignal()
 	select {
-	case l.conns <- &addrConn{Conn: server, remote: pipeAddr(remote)}:
-		return client, nil
+	case l.conns <- &addrConn{Conn: server, remote: pipeAddr(remote), sig: sig}:
+		return &pipeClient{Conn: client, sig: sig}, nil
 	case <-l.closed:
 		return nil, ErrServerClosed
 	case <-ctx.Done():
@@ -81,13 +86,135 @@ func (l *pipeListener) Close() error {
 
 func (l *pipeListener) Addr() net.Addr { return pipeAddr("in-process") }
 
-// addrConn is a net.Conn that reports another remote address.
+// addrConn is the server's end of an in-process connection: a net.Conn
+// that reports the gateway's client as its remote address, and that an
+// idle connection can wait on without a read buffer (waitReadable), as on
+// a TCP socket (see frameConn's waiter).
 type addrConn struct {
 	net.Conn
 	remote net.Addr
+	sig    *pipeSignal
 }
 
 func (c *addrConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *addrConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.sig.pending.Add(-int64(n))
+	return n, err
+}
+
+func (c *addrConn) SetReadDeadline(t time.Time) error {
+	c.sig.setDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *addrConn) SetDeadline(t time.Time) error {
+	c.sig.setDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *addrConn) Close() error {
+	c.sig.close()
+	return c.Conn.Close()
+}
+
+// waitReadable returns once the connection has bytes to read, or its
+// other end has closed, or it has (nil: the Read that follows reports
+// it), or its read deadline has passed (os.ErrDeadlineExceeded).
+func (c *addrConn) waitReadable() error { return c.sig.wait() }
+
+// pipeClient is the gateway's end of an in-process connection: its writes
+// tell the server's end that there is something to read.
+type pipeClient struct {
+	net.Conn
+	sig *pipeSignal
+}
+
+func (c *pipeClient) Write(b []byte) (int, error) {
+	c.sig.pending.Add(int64(len(b)))
+	c.sig.notify()
+	n, err := c.Conn.Write(b)
+	c.sig.pending.Add(-int64(len(b) - n)) // what was not written will not be read
+	return n, err
+}
+
+func (c *pipeClient) Close() error {
+	c.sig.close()
+	return c.Conn.Close()
+}
+
+// pipeSignal is what the two ends of an in-process connection share so
+// that the server's end can wait for data without reading (net.Pipe has
+// no such wait).
+type pipeSignal struct {
+	pending atomic.Int64  // bytes the client end is writing or has written that the server end has not read
+	wake    chan struct{} // 1 slot: a write began, or the read deadline changed
+	closed  chan struct{} // closed when either end closes
+	once    sync.Once
+
+	mu       sync.Mutex
+	deadline time.Time // guarded by mu: the server end's read deadline
+}
+
+func newPipeSignal() *pipeSignal {
+	return &pipeSignal{wake: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (p *pipeSignal) notify() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pipeSignal) close() { p.once.Do(func() { close(p.closed) }) }
+
+func (p *pipeSignal) setDeadline(t time.Time) {
+	p.mu.Lock()
+	p.deadline = t
+	p.mu.Unlock()
+	p.notify()
+}
+
+// wait is addrConn.waitReadable. A write that begins after the check of
+// pending leaves a token in wake, so the wait cannot miss it.
+func (p *pipeSignal) wait() error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if p.pending.Load() > 0 {
+			return nil
+		}
+		p.mu.Lock()
+		dl := p.deadline
+		p.mu.Unlock()
+		var expired <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-p.wake:
+		case <-p.closed:
+			return nil
+		case <-expired:
+			// Checked again at the top: the deadline may have moved.
+		}
+	}
+}
 
 // pipeAddr is the address of an in-process connection.
 type pipeAddr string

@@ -148,7 +148,10 @@ type Config struct {
 	ClientLog bool
 	// ShutdownTimeout bounds Close (default 10 s).
 	ShutdownTimeout time.Duration
-	// Files, when set, is served at / (the browser client).
+	// Files, when set, is served at / (the browser client), with a strict
+	// Content-Security-Policy; a site of the user's own is marked with
+	// SiteFiles, which serves it without that policy and without
+	// directory listings.
 	Files fs.FS
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
@@ -307,6 +310,17 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // checkOrigin allows requests without an Origin (not from a browser), the
 // server's own origin, and those in Config.AllowedOrigins.
 func (s *Server) checkOrigin(r *http.Request) bool {
+	return OriginAllowed(r, s.cfg.AllowedOrigins)
+}
+
+// OriginAllowed reports whether a browser request may open a connection:
+// a request without an Origin header (not from a browser) may; one whose
+// Origin's host is the request's Host (the server's own origin) may; and
+// so may one whose Origin is listed in allowed, as a full origin
+// ("https://app.example.org"), as a host ("app.example.org", any scheme),
+// or as "*" (any origin). Comparisons ignore case. It is the rule of
+// Config.AllowedOrigins, which the Socket.IO endpoint applies too.
+func OriginAllowed(r *http.Request, allowed []string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -318,8 +332,8 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
-	for _, allowed := range s.cfg.AllowedOrigins {
-		if allowed == "*" || strings.EqualFold(allowed, origin) || strings.EqualFold(allowed, u.Host) {
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
 			return true
 		}
 	}
@@ -343,7 +357,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusServiceUnavailable, refusedShutdown, "server is shutting down")
 		return
 	}
-	key := addrKey(r.RemoteAddr)
+	key := AddrKey(r.RemoteAddr)
 	switch s.addrs.acquire(key, time.Now()) {
 	case "":
 	case refusedPerIP:

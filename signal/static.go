@@ -3,7 +3,9 @@ package signal
 import (
 	"io/fs"
 	"net/http"
+	"path"
 	"regexp"
+	"strings"
 )
 
 // contentSecurityPolicy is the Content-Security-Policy of the browser
@@ -29,8 +31,12 @@ var plainHost = regexp.MustCompile(`^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]+
 // headers: the page's Content-Security-Policy, no framing by other sites
 // (frame-ancestors, and X-Frame-Options for older browsers), no MIME
 // sniffing, and no Referer (the page's URL may carry a room name and a
-// join token).
+// join token). Files marked by SiteFiles are served by siteHandler
+// instead.
 func staticHandler(files fs.FS) http.Handler {
+	if site, ok := files.(siteFS); ok {
+		return siteHandler(site.FS)
+	}
 	fileServer := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -51,4 +57,71 @@ func csp(host string) string {
 		return contentSecurityPolicy + contentSecurityPolicyEnd
 	}
 	return contentSecurityPolicy + " ws://" + host + " wss://" + host + contentSecurityPolicyEnd
+}
+
+// SiteFiles marks files as a site of the user's own for Config.Files, as
+// `rendezvous -static DIR` serves it in place of the embedded browser
+// client (what node-static did for the origin tutorial's server). The
+// server serves them at / as the browser client, except that:
+//
+//   - the only security header is X-Content-Type-Options: nosniff. The
+//     browser client's Content-Security-Policy (and X-Frame-Options,
+//     Referrer-Policy, Access-Control-Allow-Origin: *) would break pages
+//     that were not written for it, such as the tutorial's inline
+//     scripts; a site's own policy is its own to set.
+//   - a directory is served by its index.html, and without one is 404:
+//     there are no directory listings.
+//   - a path with a segment that begins with "." (.git, .env) is 404,
+//     except .well-known (ACME challenges, security.txt).
+//
+// Paths are resolved inside files by the rules of io/fs, which have no
+// ".."; for a directory on disk pass an os.Root's FS, which also refuses
+// symbolic links that lead out of it.
+func SiteFiles(files fs.FS) fs.FS { return siteFS{files} }
+
+// siteFS marks a user's site (SiteFiles).
+type siteFS struct{ fs.FS }
+
+// siteHandler serves a user's site (see SiteFiles).
+func siteHandler(files fs.FS) http.Handler {
+	fileServer := http.FileServerFS(files)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if name == "" {
+			name = "."
+		}
+		if !fs.ValidPath(name) || hidden(name) || !servable(files, name) {
+			http.NotFound(w, r)
+			return
+		}
+		fileServer.ServeHTTP(w, r)
+	})
+}
+
+// hidden reports whether a slash-separated path has a segment that begins
+// with "." other than ".well-known".
+func hidden(name string) bool {
+	for seg := range strings.SplitSeq(name, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && seg != ".well-known" {
+			return true
+		}
+	}
+	return false
+}
+
+// servable reports whether name can be opened in files (any error, such
+// as an os.Root's for a link that leads out of it, counts as not found)
+// and, when it is a directory, has an index.html file: http.FileServer
+// would list it otherwise.
+func servable(files fs.FS, name string) bool {
+	fi, err := fs.Stat(files, name)
+	if err != nil {
+		return false
+	}
+	if !fi.IsDir() {
+		return true
+	}
+	fi, err = fs.Stat(files, path.Join(name, "index.html"))
+	return err == nil && !fi.IsDir()
 }

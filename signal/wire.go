@@ -94,6 +94,24 @@ type Message struct {
 	Message string `json:"message,omitempty"`
 }
 
+// CodelabSDP is an offer or answer in the shape the WebRTC codelab (and
+// the Socket.IO tutorial it grew from) sends inside a message's data:
+// {type, sdp}, as a browser's RTCSessionDescription serialises.
+type CodelabSDP struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+}
+
+// CodelabCandidate is a trickled ICE candidate in the codelab's shape
+// inside a message's data: {type: "candidate", label: sdpMLineIndex, id:
+// sdpMid, candidate}. As the page's, null fields are sent as null.
+type CodelabCandidate struct {
+	Type      string  `json:"type"`
+	Label     *uint16 `json:"label"`
+	ID        *string `json:"id"`
+	Candidate string  `json:"candidate"`
+}
+
 // CandidateNull is the candidate value that signals end of candidates.
 var CandidateNull = json.RawMessage("null")
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rendezvous-rtc/rendezvous/cmd/internal/flagenv"
 	"github.com/rendezvous-rtc/rendezvous/signal"
+	"github.com/rendezvous-rtc/rendezvous/signal/socketio/siotest"
 )
 
 // exitTimeout bounds how long run may take to exit: after bad flags, or
@@ -47,6 +48,8 @@ type setting struct{ flag, value string }
 // HTTP or WebSocket, an effect the default would not have.
 func TestFlagsReachServer(t *testing.T) {
 	certFile, keyFile, certPool := writeCert(t)
+	siteDir, page := writeSite(t)
+	bundle, bundleBody := writeBundle(t)
 	for _, tt := range []struct {
 		name  string
 		set   []setting
@@ -87,6 +90,9 @@ func TestFlagsReachServer(t *testing.T) {
 		{"pprof", []setting{{"pprof", "127.0.0.1:0"}}, checkPprof},
 		{"log-format", []setting{{"log-format", "json"}}, checkLogFormat},
 		{"log-level", []setting{{"log-level", "debug"}}, checkLogLevel},
+		{"socketio false", []setting{{"socketio", "false"}}, checkSocketIOOff},
+		{"socketio-client", []setting{{"socketio-client", bundle}}, checkSocketIOClient(bundleBody)},
+		{"static", []setting{{"static", siteDir}}, checkStatic(page)},
 	} {
 		for _, via := range []string{"flag", "env"} {
 			t.Run(tt.name+"/"+via, func(t *testing.T) {
@@ -136,6 +142,10 @@ func checkOrigins(t *testing.T, ctx context.Context, s *testServer) {
 	} {
 		if code := upgrade(t, ctx, s, http.Header{"Origin": {tt.origin}}); code != tt.want {
 			t.Errorf("upgrade from origin %s: HTTP %d, want %d", tt.origin, code, tt.want)
+		}
+		want := map[bool]int{true: http.StatusOK, false: http.StatusForbidden}[tt.want == http.StatusSwitchingProtocols]
+		if code := sioHandshake(t, ctx, s, http.Header{"Origin": {tt.origin}}); code != want {
+			t.Errorf("Socket.IO handshake from origin %s: HTTP %d, want %d", tt.origin, code, want)
 		}
 	}
 }
@@ -195,8 +205,20 @@ func checkMaxCapacity(t *testing.T, ctx context.Context, s *testServer) {
 	}
 }
 
-// checkMaxMessageBytes: a 2000-byte frame closes the connection with 1009.
+// checkMaxMessageBytes: a 2000-byte frame closes the connection with 1009;
+// a Socket.IO polling body of 3000 bytes (the limit + 1 KiB of framing is
+// 2048) gets HTTP 413, and a message of 2000 bytes over the WebSocket
+// ends the Socket.IO client's connection, with the error too-big.
 func checkMaxMessageBytes(t *testing.T, ctx context.Context, s *testServer) {
+	if code := sioPostStatus(t, ctx, s, sioMessage(3000)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("Socket.IO polling body of 3000 bytes: HTTP %d, want 413", code)
+	}
+	a := dialSIO(t, ctx, s, "")
+	a.CreateOrJoin("big")
+	a.Send(sioMessage(2000))
+	a.ExpectError("too-big")
+	a.ExpectDisconnect()
+
 	c := dial(t, ctx, s)
 	join(t, ctx, c, "r", nil)
 	if err := c.SendRaw(messageFrame("", 2000)); err != nil {
@@ -308,7 +330,8 @@ func checkPingPong(t *testing.T, ctx context.Context, s *testServer) {
 }
 
 // checkSecondUpgrade returns a check that one WebSocket connection opens
-// and a second is refused with the status want.
+// and a second is refused with the status want, and that so are a first
+// and a second Socket.IO session (counted apart).
 func checkSecondUpgrade(want int) func(*testing.T, context.Context, *testServer) {
 	return func(t *testing.T, ctx context.Context, s *testServer) {
 		if code := upgrade(t, ctx, s, nil); code != http.StatusSwitchingProtocols {
@@ -316,6 +339,12 @@ func checkSecondUpgrade(want int) func(*testing.T, context.Context, *testServer)
 		}
 		if code := upgrade(t, ctx, s, nil); code != want {
 			t.Errorf("second upgrade: HTTP %d, want %d", code, want)
+		}
+		if code, _ := trySIO(t, ctx, s, "", nil); code != http.StatusSwitchingProtocols {
+			t.Fatalf("first Socket.IO session: HTTP %d", code)
+		}
+		if code, _ := trySIO(t, ctx, s, "", nil); code != want {
+			t.Errorf("second Socket.IO session: HTTP %d, want %d", code, want)
 		}
 	}
 }
@@ -356,7 +385,10 @@ func checkUpgradeRateOff(t *testing.T, ctx context.Context, s *testServer) {
 func checkJoinTimeout(t *testing.T, ctx context.Context, s *testServer) {
 	soonCtx, cancel := context.WithTimeout(ctx, soon)
 	defer cancel()
+	a := dialSIO(t, ctx, s, "")
 	waitEnd(t, soonCtx, dial(t, ctx, s))
+	a.WithContext(soonCtx).ExpectError("closed")
+	a.WithContext(soonCtx).ExpectDisconnect()
 }
 
 // checkMessageTimeout: a connection whose message has begun (a first
@@ -457,6 +489,24 @@ func checkAuthSecret(t *testing.T, ctx context.Context, s *testServer) {
 		t.Fatal(err)
 	}
 	join(t, ctx, dial(t, ctx, s), "r", &signal.JoinOptions{Token: token})
+
+	// Socket.IO: the token in the auth payload, or in the query.
+	a := dialSIO(t, ctx, s, "")
+	a.Emit("create or join", `"s"`)
+	a.ExpectError(signal.CodeUnauthorized)
+	stoken, err := signal.MintToken([]byte("s3cret"), "s", "", 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := dialSIO(t, ctx, s, `{"token":"`+stoken+`"}`).CreateOrJoin("s"); ev.Name != "created" {
+		t.Errorf("Socket.IO join with the token in auth: %s, want created", ev)
+	}
+	_, q := trySIO(t, ctx, s, "token="+stoken, nil)
+	q.Send("40")
+	q.Next()
+	if ev := q.CreateOrJoin("s"); ev.Name != "joined" {
+		t.Errorf("Socket.IO join with the token in the query: %s, want joined", ev)
+	}
 }
 
 // checkClientLog: the server tells a client what it did for it.
@@ -468,6 +518,18 @@ func checkClientLog(t *testing.T, ctx context.Context, s *testServer) {
 	if !slices.ContainsFunc(syncWith(t, ctx, c, "sync"), func(m *signal.Message) bool { return m.Type == signal.TypeLog }) {
 		t.Errorf("no log message after join")
 	}
+	// The Socket.IO client gets them as the origin's log event.
+	a := dialSIO(t, ctx, s, "")
+	a.Emit("create or join", `"s"`)
+	var got []siotest.Event
+	for len(got) < 4 {
+		ev := a.NextEvent()
+		if ev.Name == "log" && strings.HasPrefix(ev.Arg(0), `["Message from server:",`) {
+			return
+		}
+		got = append(got, ev)
+	}
+	t.Errorf("Socket.IO client: got %v, want a log event after create or join", got)
 }
 
 func checkMetricsOff(t *testing.T, ctx context.Context, s *testServer) {

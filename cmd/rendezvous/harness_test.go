@@ -145,9 +145,9 @@ func (l *logSink) wait(ctx context.Context, stopped <-chan struct{}, match func(
 	for i := 0; ; {
 		l.mu.Lock()
 		for ; i < len(l.records); i++ {
-			if match(l.records[i]) {
+			if r := l.records[i]; match(r) {
 				l.mu.Unlock()
-				return l.records[i], nil
+				return r, nil
 			}
 		}
 		changed := l.changed

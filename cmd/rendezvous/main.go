@@ -1,7 +1,9 @@
 // Command rendezvous is the Rendezvous WebRTC signaling server.
 //
 // It serves the WebSocket endpoint at /ws (protocol v1, see PROTOCOL.md),
-// the browser client at /, and /healthz.
+// the origin tutorial's Socket.IO events at /socket.io/ (package
+// signal/socketio), the browser client at / (or, with -static, a directory
+// of the user's own), /healthz, /metrics, and the admin API under /api.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 
 	"github.com/rendezvous-rtc/rendezvous/cmd/internal/flagenv"
 	"github.com/rendezvous-rtc/rendezvous/signal"
+	"github.com/rendezvous-rtc/rendezvous/signal/socketio"
 	"github.com/rendezvous-rtc/rendezvous/web"
 )
 
@@ -36,8 +39,14 @@ Usage:
   rendezvous [flags]              run the server
   rendezvous token [token flags]  mint a join token (see rendezvous token -h)
 
-Serves the WebSocket endpoint at /ws, the browser client at /, /healthz,
-/metrics, and the admin API under /api (with -admin-token).
+Serves the WebSocket endpoint at /ws, the Socket.IO endpoint at /socket.io/
+(the origin tutorial's events; -socketio=false turns it off), the browser
+client at / (or the directory given with -static), /healthz, /metrics, and
+the admin API under /api (with -admin-token).
+
+In place of the tutorial's "node server.js", in the folder of its
+index.html and js/client.js:
+  rendezvous -static .
 `
 
 func main() {
@@ -87,6 +96,9 @@ type options struct {
 	metrics         bool
 	pprof           string
 	releaseMemory   bool
+	socketio        bool
+	socketioClient  string
+	static          string
 }
 
 // stringList is a repeatable flag; each value may also hold several
@@ -148,6 +160,10 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at /metrics")
 	fs.BoolVar(&o.releaseMemory, "release-memory", true, "return freed memory to the OS once a burst of connections settles")
 	fs.StringVar(&o.pprof, "pprof", "", "serve /debug/pprof on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
+	fs.BoolVar(&o.socketio, "socketio", true, "serve the Socket.IO endpoint (the origin tutorial's events) at /socket.io/")
+	fs.StringVar(&o.socketioClient, "socketio-client", "", "serve this `file` at /socket.io/socket.io.js: the browser bundle of the npm package socket.io-client "+
+		"(its dist/socket.io.min.js); without it that path redirects to "+socketio.ClientCDNURL)
+	fs.StringVar(&o.static, "static", "", "serve this `directory` at / instead of the browser client, as node-static did (no Content-Security-Policy, no directory listings, no names beginning with . but .well-known)")
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
 }
@@ -179,6 +195,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		fmt.Fprintf(stderr, "rendezvous: %v\n", err)
 		return 2
+	}
+	if o.static != "" {
+		// Everything served is looked up inside the directory, which
+		// symbolic links cannot leave either.
+		root, err := os.OpenRoot(o.static)
+		if err != nil {
+			fmt.Fprintf(stderr, "rendezvous: -static: %v\n", err)
+			return 2
+		}
+		defer root.Close()
+		cfg.Files = signal.SiteFiles(root.FS())
 	}
 	if err := serve(ctx, o, cfg, log); err != nil {
 		fmt.Fprintf(stderr, "rendezvous: %v\n", err)
@@ -331,7 +358,39 @@ func (o *options) check() error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
 	}
+	if o.socketioClient != "" {
+		if !o.socketio {
+			return errors.New("-socketio-client needs the Socket.IO endpoint (-socketio=false turns it off)")
+		}
+		fi, err := os.Stat(o.socketioClient)
+		switch {
+		case err != nil:
+			return fmt.Errorf("-socketio-client: %w", err)
+		case !fi.Mode().IsRegular() || fi.Size() == 0:
+			return fmt.Errorf("-socketio-client %s: want the bundle's .js file (npm package socket.io-client, dist/socket.io.min.js)", o.socketioClient)
+		}
+	}
 	return nil
+}
+
+// gatewayConfig returns the Socket.IO endpoint's configuration: the
+// server's limits that have a counterpart there. The rest apply to its
+// clients through their protocol v1 connections.
+func (o *options) gatewayConfig(cfg signal.Config, log *slog.Logger) socketio.Config {
+	return socketio.Config{
+		ClientLog:        o.clientLog,
+		MaxMessageBytes:  o.maxMessageBytes,
+		ClientFile:       o.socketioClient,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		SendQueue:        o.sendQueue,
+		SendBufferBytes:  int64(o.connBufferBytes),
+		MaxSessions:      o.maxConns,
+		MaxSessionsPerIP: offIfZero(o.maxConnsPerIP),
+		// The server pings every -ping-interval: a connection silent for
+		// longer than the pong timeout after that is gone.
+		V1ReadTimeout: o.pingInterval + o.pongTimeout,
+		Logger:        log,
+	}
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -350,18 +409,31 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // serve listens on o.addr and serves until ctx ends, then shuts down: it
-// stops accepting, closes every client with 1001 and waits for them at
-// most o.shutdownTimeout. It logs "listening" with the bound address.
+// stops accepting, closes every client with 1001 (a Socket.IO client gets
+// the error "shutdown" and a disconnect) and waits for them at most
+// o.shutdownTimeout. It logs "listening" with the bound address.
 func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger) error {
 	srv := signal.NewServer(cfg)
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		return err
-	}
 	// The limits of -read-timeout, -idle-timeout and -max-header-bytes;
 	// net/http's own errors (mostly a client's, such as a failed TLS
 	// handshake) are logged at debug level.
 	hs := srv.HTTPServer()
+	var gw *socketio.Gateway
+	if o.socketio {
+		var err error
+		if gw, err = socketio.New(srv, o.gatewayConfig(cfg, log)); err != nil {
+			_ = srv.Close()
+			return err
+		}
+		// In front of the server's handler rather than on a router, which
+		// would clean the admin API's escaped room names.
+		hs.Handler = gw.Wrap(srv.Handler())
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		closeAll(gw, srv)
+		return err
+	}
 	ln = srv.Listener(ln) // at most -max-conns (plus headroom for plain HTTP)
 	scheme := "http"
 	if o.tlsCert != "" {
@@ -372,6 +444,7 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
 			_ = ln.Close()
+			closeAll(gw, srv)
 			return err
 		}
 		defer stop()
@@ -389,19 +462,47 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	}
 	select {
 	case err := <-errc:
-		_ = srv.Close()
+		closeAll(gw, srv)
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	_ = hs.Shutdown(sctx) // stop accepting; WebSocket connections are the signal server's
-	if err := srv.Shutdown(sctx); err != nil {
+	// Stop accepting at once. hs.Shutdown returns when the requests being
+	// served have ended: Socket.IO long polls (up to 25 s) end below.
+	// WebSocket connections are the signal server's and the gateway's.
+	hsDone := make(chan error, 1)
+	go func() { hsDone <- hs.Shutdown(sctx) }()
+	// The signal server first: every member of a room, Socket.IO ones
+	// included, hears peer-left "shutdown" for the others, and each
+	// Socket.IO client, its protocol v1 connection closed with 1001, gets
+	// error "shutdown" and a disconnect. Then the gateway ends the
+	// sessions left (those in no room yet) and the long polls.
+	err = srv.Shutdown(sctx)
+	if gw != nil {
+		if gerr := gw.Shutdown(sctx); err == nil {
+			err = gerr
+		}
+	}
+	if herr := <-hsDone; err == nil {
+		err = herr
+	}
+	if err != nil {
 		log.Warn("shutdown timed out; remaining connections were closed", "err", err)
+		_ = hs.Close()
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// closeAll closes the gateway, when there is one, and the server at once
+// (bounded by their own timeouts), for a server that could not start.
+func closeAll(gw *socketio.Gateway, srv *signal.Server) {
+	if gw != nil {
+		_ = gw.Close()
+	}
+	_ = srv.Close()
 }
 
 // servePprof serves net/http/pprof's handlers on addr, on a mux of their
