@@ -89,6 +89,14 @@ type Config struct {
 	// for it. (An EventTrack is emitted as well.)
 	OnTrack func(remoteID string, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver)
 
+	// Codelab, when set, makes the peer speak the signalling dialect of
+	// the WebRTC codelab instead of protocol v1's, so that it can call an
+	// unmodified codelab page (which reaches the room through the server's
+	// Socket.IO endpoint): signals travel as the data of `message`s in the
+	// codelab's shapes, and the member that was in the room first offers.
+	// See Codelab. Every member the peer calls must speak it too.
+	Codelab *Codelab
+
 	// Logger receives the peer's debug and warning logs; nil discards them.
 	Logger *slog.Logger
 
@@ -118,9 +126,10 @@ type DataChannelConfig struct {
 type Role int
 
 const (
-	// RoleOffer: this peer is the newcomer and sends the offer.
+	// RoleOffer: this peer sends the offer: it is the newcomer (in the
+	// codelab dialect, the remote member is).
 	RoleOffer Role = iota + 1
-	// RoleAnswer: the remote member is the newcomer; this peer answers.
+	// RoleAnswer: the remote member sends the offer; this peer answers.
 	RoleAnswer
 )
 

@@ -44,9 +44,24 @@
 // Config.ResumeWindow passes first, the seat is lost: the peer closes its
 // PeerConnections and joins again as a newcomer. Events report each step
 // (EventSignalingLost, EventSignalingResumed, EventSeatLost). A connection
-// the server closes on purpose (shutdown, kick, 4001 "replaced") is not
-// reconnected (EventSignalingClosed).
+// the server closes on purpose (kick, 4001 "replaced") is not reconnected
+// (EventSignalingClosed).
+//
+// A server shutdown (peer-left "shutdown", then close 1001) is: the calls
+// go on (EventServerShutdown), the peer reconnects with backoff until the
+// server is back and joins the room again under the same id
+// (EventRejoined). A PeerConnection that is still connected with a member
+// found again (in joined's peers, or by peer-joined) is kept without
+// renegotiation; with the other members the newcomer's rule applies again.
 //
 // Config.Token is the join token of servers run with -auth-secret;
 // Config.ICETransportPolicy makes a peer relay-only (TURN).
+//
+// Config.Codelab makes a peer speak the signalling of the WebRTC codelab
+// instead of protocol v1's, to call an unmodified codelab page that
+// reaches the room through the server's Socket.IO endpoint: signals
+// travel as the data of `message`s in the codelab's shapes ({type, sdp};
+// {type: "candidate", label, id, candidate}; "got user media"; "bye"), and
+// the member that was in the room first offers, once the newcomer has
+// said "got user media" (see Codelab).
 package peer

@@ -18,13 +18,23 @@ const (
 	// EventSeatLost, when the peer has joined the room anew (ID may then
 	// differ, unless Config.ID is set).
 	EventJoined EventType = "joined"
-	// EventPeerJoined: member Remote joined the room (it will offer).
+	// EventPeerJoined: member Remote joined the room (it will offer; in
+	// the codelab dialect, this peer will). Kept is [Remote] when this
+	// peer still has a connected PeerConnection with it: the member joins
+	// again after a server restart (EventRejoined), and the call goes on
+	// without a new negotiation.
 	EventPeerJoined EventType = "peer-joined"
 	// EventPeerLeft: member Remote left the room, with Reason (one of the
 	// server's peer-left reasons, or ReasonSeatLost when this peer lost its
 	// own seat). Unless the reason is "shutdown", its PeerConnection has
 	// been closed when this event is delivered.
 	EventPeerLeft EventType = "peer-left"
+	// EventHangUp: in the codelab dialect (Config.Codelab), member Remote
+	// sent "bye", the codelab's hang-up: the PeerConnection with it has
+	// been closed when this event is delivered. The member may still be in
+	// the room (an EventPeerLeft follows when it leaves), and a new call
+	// with it may follow.
+	EventHangUp EventType = "hang-up"
 	// EventICEState: the ICE connection state with Remote is ICEState.
 	EventICEState EventType = "ice-state"
 	// EventConnectionState: the PeerConnection state with Remote is
@@ -73,6 +83,26 @@ const (
 	// Established PeerConnections keep working; no new member can be
 	// reached.
 	EventSignalingClosed EventType = "signaling-closed"
+	// EventServerShutdown: the signaling server is shutting down (it said
+	// peer-left "shutdown" for every member, then closed the connection
+	// with 1001 "going away"), most likely to restart; Err wraps
+	// ErrSignalingClosed. The calls do not need it and go on. The peer
+	// reconnects with backoff (50 ms doubling to 1 s, with jitter) until
+	// the server is back or Close, then joins the room again under the
+	// same ID: EventRejoined. (With Config.ResumeWindow negative, or in
+	// the codelab dialect, it does not reconnect: EventSignalingClosed
+	// comes instead.)
+	EventServerShutdown EventType = "server-shutdown"
+	// EventRejoined: after EventServerShutdown, the peer is back in the
+	// room under the same ID. Room, ID, Peers and Created are set as for
+	// EventJoined; Kept lists the members of Peers whose PeerConnection
+	// was still connected and is kept as it is, without renegotiation.
+	// To the other members of Peers the peer offers anew, as a newcomer
+	// (closing a PeerConnection that is no longer connected first).
+	// Connections with members not back yet are kept: when such a member
+	// joins again, its EventPeerJoined has Kept set if the connection is
+	// still connected.
+	EventRejoined EventType = "rejoined"
 	// EventServerLog: the server sent a log message (Text).
 	EventServerLog EventType = "log"
 	// EventError: something failed without ending the peer, e.g. the
@@ -92,10 +122,11 @@ type Event struct {
 	Type   EventType
 	Remote string // the remote member's id, for per-member events
 
-	Room    string   // joined
-	ID      string   // joined: this peer's id
-	Peers   []string // joined: members already in the room, in join order
-	Created bool     // joined: this join created the room
+	Room    string   // joined, rejoined
+	ID      string   // joined, rejoined: this peer's id
+	Peers   []string // joined, rejoined: members already in the room, in join order
+	Created bool     // joined, rejoined: this join created the room
+	Kept    []string // rejoined, peer-joined: members whose connected PeerConnection was kept
 
 	Reason string // peer-left
 
@@ -111,7 +142,7 @@ type Event struct {
 	Receiver *webrtc.RTPReceiver // track
 
 	Text string // log
-	Err  error  // error, signaling-lost, seat-lost, signaling-closed
+	Err  error  // error, signaling-lost, seat-lost, signaling-closed, server-shutdown
 }
 
 // String formats the event as one line of text.
@@ -128,6 +159,12 @@ func (e Event) String() string {
 			verb = "created"
 		}
 		fmt.Fprintf(&b, " %s room %q as %s, peers [%s]", verb, e.Room, e.ID, strings.Join(e.Peers, " "))
+	case EventRejoined:
+		fmt.Fprintf(&b, " room %q as %s, peers [%s], kept [%s]", e.Room, e.ID, strings.Join(e.Peers, " "), strings.Join(e.Kept, " "))
+	case EventPeerJoined:
+		if len(e.Kept) > 0 {
+			b.WriteString(" (connection kept)")
+		}
 	case EventPeerLeft:
 		fmt.Fprintf(&b, " (%s)", e.Reason)
 	case EventICEState:

@@ -123,11 +123,17 @@ func (p *Peer) remoteCandidate(m *signal.Message) {
 		p.emit(Event{Type: EventError, Remote: m.From, Err: fmt.Errorf("%w: candidate from %s: %w", ErrNegotiation, m.From, err)})
 		return
 	}
-	r := p.remote(m.From)
+	p.addRemoteCandidate(m.From, c)
+}
+
+// addRemoteCandidate applies candidate c from member from, or buffers it
+// until the remote description is set.
+func (p *Peer) addRemoteCandidate(from string, c webrtc.ICECandidateInit) {
+	r := p.remote(from)
 	switch {
 	case r == nil:
-		if len(p.early[m.From]) < maxEarlyCandidates {
-			p.early[m.From] = append(p.early[m.From], c)
+		if len(p.early[from]) < maxEarlyCandidates {
+			p.early[from] = append(p.early[from], c)
 		}
 	case !r.haveRemoteDesc:
 		if len(r.pending) < maxEarlyCandidates {
@@ -135,7 +141,7 @@ func (p *Peer) remoteCandidate(m *signal.Message) {
 		}
 	default:
 		if err := r.pc.AddICECandidate(c); err != nil {
-			p.emit(Event{Type: EventError, Remote: m.From, Err: negotiationError("add candidate", m.From, err)})
+			p.emit(Event{Type: EventError, Remote: from, Err: negotiationError("add candidate", from, err)})
 		}
 	}
 }

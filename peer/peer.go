@@ -26,11 +26,12 @@ type Peer struct {
 	base *slog.Logger // Config.Logger, or a discarding one
 
 	room    string                      // read-only after Join
-	initial []string                    // members to offer to (joined.peers); read-only
+	initial []string                    // members already in the room (joined.peers); read-only
 	log     atomic.Pointer[slog.Logger] // base with the room and this peer's current id
 
 	events *eventQueue
 	out    *outbox
+	cl     *codelab // the codelab dialect's state; nil in protocol v1 (Config.Codelab)
 
 	ctx    context.Context    // ends when Close starts; stops the run loop
 	cancel context.CancelFunc // cancels ctx
@@ -106,6 +107,9 @@ func Join(ctx context.Context, cfg Config) (*Peer, error) {
 		eventsDone: make(chan struct{}),
 		stopEvents: make(chan struct{}),
 		closed:     make(chan struct{}),
+	}
+	if cfg.Codelab != nil {
+		p.cl = newCodelab(cfg.Codelab)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.seat(client, m)
@@ -244,7 +248,11 @@ func (p *Peer) close() {
 	p.broadcastLocked()
 	p.mu.Unlock()
 
-	// Leave first, so the others learn at once; nothing is queued after it.
+	// Leave first (in the codelab dialect, say "bye" first), so the others
+	// learn at once; nothing is queued after it.
+	if p.cl != nil {
+		p.out.push(codelabSignal("", codelabBye)) // the codelab's hang-up
+	}
 	p.out.push(&signal.Message{Type: signal.TypeLeave})
 	p.out.close()
 	p.cancel()

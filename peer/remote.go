@@ -18,6 +18,7 @@ type remote struct {
 	// owned by the run loop
 	haveRemoteDesc bool                      // SetRemoteDescription succeeded
 	pending        []webrtc.ICECandidateInit // remote candidates waiting for the remote description
+	offerSDP       string                    // codelab dialect: the offer answered, to recognise it repeated
 
 	// guarded by Peer.mu
 	sdpSent      bool                           // our offer/answer is queued: candidates may follow
@@ -25,6 +26,11 @@ type remote struct {
 	localPending []*signal.Message              // local candidates gathered before sdpSent
 	state        webrtc.PeerConnectionState     // last connection state
 	channels     map[string]*webrtc.DataChannel // open data channels by label
+
+	// codelab dialect, guarded by Peer.mu: our offer and the candidates
+	// sent after it (at most maxEarlyCandidates), to send again
+	sentOffer      *signal.Message
+	sentCandidates []*signal.Message
 }
 
 // newRemote creates the PeerConnection with member id, adds the configured
@@ -106,14 +112,13 @@ func (p *Peer) addMedia(r *remote) error {
 // they never block pion.
 func (p *Peer) watch(r *remote) {
 	r.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		m := &signal.Message{Type: signal.TypeCandidate, To: r.id, Ref: r.id, Candidate: signal.CandidateNull}
-		if c != nil {
-			b, err := json.Marshal(c.ToJSON())
-			if err != nil {
-				p.emit(Event{Type: EventError, Remote: r.id, Err: fmt.Errorf("%w: encode local candidate: %w", ErrNegotiation, err)})
-				return
-			}
-			m.Candidate = b
+		m, err := p.candidateMessage(r.id, c)
+		if err != nil {
+			p.emit(Event{Type: EventError, Remote: r.id, Err: fmt.Errorf("%w: encode local candidate: %w", ErrNegotiation, err)})
+			return
+		}
+		if m == nil {
+			return // nothing to send
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -125,6 +130,9 @@ func (p *Peer) watch(r *remote) {
 			return
 		}
 		p.out.push(m)
+		if r.sentOffer != nil && len(r.sentCandidates) < maxEarlyCandidates {
+			r.sentCandidates = append(r.sentCandidates, m)
+		}
 	})
 	r.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		p.emit(Event{Type: EventICEState, Remote: r.id, ICEState: s})
@@ -153,13 +161,42 @@ func (p *Peer) watch(r *remote) {
 // sendSDP queues our offer or answer, then the local candidates gathered
 // meanwhile, so that the remote gets the description first.
 func (p *Peer) sendSDP(r *remote, typ, sdp string) {
+	m := &signal.Message{Type: typ, To: r.id, Ref: r.id, SDP: sdp}
+	if p.cl != nil {
+		m = codelabSignal(r.id, signal.CodelabSDP{Type: typ, SDP: sdp})
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.out.push(&signal.Message{Type: typ, To: r.id, Ref: r.id, SDP: sdp})
-	for _, m := range r.localPending {
-		p.out.push(m)
+	p.out.push(m)
+	for _, c := range r.localPending {
+		p.out.push(c)
+	}
+	if p.cl != nil && typ == signal.TypeOffer {
+		r.sentOffer, r.sentCandidates = m, r.localPending
 	}
 	r.sdpSent, r.localPending = true, nil
+}
+
+// candidateMessage returns the message that trickles local candidate c
+// (nil: end of candidates) to member to, or nil when there is nothing to
+// send (the codelab dialect has no end of candidates).
+func (p *Peer) candidateMessage(to string, c *webrtc.ICECandidate) (*signal.Message, error) {
+	if p.cl != nil {
+		if c == nil {
+			return nil, nil
+		}
+		init := c.ToJSON()
+		return codelabSignal(to, signal.CodelabCandidate{Type: signal.TypeCandidate, Label: init.SDPMLineIndex, ID: init.SDPMid, Candidate: init.Candidate}), nil
+	}
+	m := &signal.Message{Type: signal.TypeCandidate, To: to, Ref: to, Candidate: signal.CandidateNull}
+	if c != nil {
+		b, err := json.Marshal(c.ToJSON())
+		if err != nil {
+			return nil, err
+		}
+		m.Candidate = b
+	}
+	return m, nil
 }
 
 // close closes the PeerConnection and waits for pion's goroutines for it

@@ -44,12 +44,15 @@ func (p *Peer) reconnect(old *link, cause error) bool {
 	p.out.detach(old)
 	old.Abort() // it has ended; this releases it
 	lost := fmt.Errorf("%w: %w", ErrSignalingClosed, cause)
+	window := p.cfg.resumeWindow()
 	if ce, ok := old.CloseError(); ok && ce.Code != websocket.CloseAbnormalClosure {
+		if ce.Code == websocket.CloseGoingAway && window >= 0 && p.cl == nil {
+			return p.rejoinAfterShutdown(lost)
+		}
 		p.logger().Debug("signaling connection closed by the server", "code", ce.Code, "text", ce.Text)
 		p.emit(Event{Type: EventSignalingClosed, Err: lost})
 		return false
 	}
-	window := p.cfg.resumeWindow()
 	if window < 0 {
 		p.logger().Debug("signaling connection lost; reconnecting is off", "err", cause)
 		p.emit(Event{Type: EventSignalingClosed, Err: lost})
@@ -194,12 +197,10 @@ func (p *Peer) resumed(c *link, m *signal.Message) {
 }
 
 // newcomer takes the new seat of created/joined m on c and offers to the
-// members already in the room.
+// members already in the room (greet).
 func (p *Peer) newcomer(c *link, m *signal.Message) {
 	p.seat(c, m)
-	for _, id := range m.Peers {
-		p.offer(id)
-	}
+	p.greet(m.Peers)
 }
 
 // loseSeat gives up the seat: the other members have seen this peer
@@ -210,6 +211,9 @@ func (p *Peer) loseSeat(err error) {
 	p.logger().Debug("seat lost; closing every connection and joining again", "err", err)
 	p.resume = ""
 	clear(p.early)
+	if p.cl != nil {
+		p.cl.reset()
+	}
 	p.mu.Lock()
 	remotes := p.remotes
 	p.remotes = make(map[string]*remote)

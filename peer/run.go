@@ -7,17 +7,19 @@ import (
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
 
-// run is the run loop: it offers to the members already in the room, then
-// handles the server's messages one at a time until Close, reconnecting
-// when the signaling connection drops (reconnect). It alone creates and
-// removes remotes (Close clears them after it has ended).
+// run is the run loop: it offers to the members already in the room (in
+// the codelab dialect, tells them it is ready), then handles the server's
+// messages one at a time until Close, reconnecting when the signaling
+// connection drops (reconnect). It alone creates and removes remotes
+// (Close clears them after it has ended).
 func (p *Peer) run() {
-	for _, id := range p.initial {
-		p.offer(id)
+	if p.cl != nil {
+		defer p.cl.reset()
 	}
+	p.greet(p.initial)
 	for {
 		c := p.currentClient()
-		m, err := c.Recv(p.ctx)
+		m, err := p.recv(c)
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return
@@ -37,8 +39,11 @@ func (p *Peer) run() {
 func (p *Peer) handle(m *signal.Message) {
 	switch m.Type {
 	case signal.TypePeerJoined:
-		p.emit(Event{Type: EventPeerJoined, Remote: m.ID})
+		p.handlePeerJoined(m.ID)
 	case signal.TypePeerLeft:
+		if p.cl != nil && m.Reason != signal.ReasonShutdown {
+			p.codelabPeerLeft(m.ID)
+		}
 		p.peerLeft(m.ID, m.Reason)
 	case signal.TypeOffer:
 		p.answer(m.From, m.SDP)
@@ -47,6 +52,10 @@ func (p *Peer) handle(m *signal.Message) {
 	case signal.TypeCandidate:
 		p.remoteCandidate(m)
 	case signal.TypeMessage:
+		if p.cl != nil {
+			p.handleCodelab(m)
+			return
+		}
 		// Relayed application messages are not used by the peer.
 		p.logger().Debug("ignoring relayed message", "from", m.From)
 	case signal.TypeLog:

@@ -92,8 +92,8 @@ func (p *proxy) kill() {
 // server (a graceful shutdown, which sends peer-left "shutdown" and a close
 // frame, or a crash that cuts the connections) does not end the call:
 // messages still flow both ways. After the shutdown the peers report
-// signaling-closed; after the cut they report signaling-lost and keep
-// trying to reconnect, and Close stops that promptly.
+// server-shutdown; after the cut they report signaling-lost; either way
+// they keep trying to reconnect, and Close stops that promptly.
 func TestSignalingLost(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -122,14 +122,14 @@ func TestSignalingLost(t *testing.T) {
 			// (peer-left "shutdown"); the connection must survive it.
 			want := EventSignalingLost
 			if tt.shutdown {
-				want = EventSignalingClosed
+				want = EventServerShutdown
 			}
 			for _, p := range []*Peer{a, b} {
 				nextEvent(t, ctx, p, string(want), func(e Event) bool {
 					if e.Type == EventPeerLeft && e.Reason != signal.ReasonShutdown {
 						t.Errorf("%s: peer-left reason %q, want %q", p.ID(), e.Reason, signal.ReasonShutdown)
 					}
-					if e.Type == EventSignalingClosed || e.Type == EventSignalingLost {
+					if e.Type == EventSignalingClosed || e.Type == EventSignalingLost || e.Type == EventServerShutdown {
 						if e.Type != want {
 							t.Errorf("%s: %s, want %s", p.ID(), e.Type, want)
 						}

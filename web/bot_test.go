@@ -194,8 +194,7 @@ func checkBotCall(t *testing.T, p *page, b *bot, id string) {
 	if b.echoed.Load() == 0 {
 		t.Error("the bot echoed nothing")
 	}
-	var size string
-	p.eval(`(() => { const v = document.querySelector('.tile.remote[data-peer="bot"] video'); return v.videoWidth + "x" + v.videoHeight; })()`, &size)
+	size := evaluate[string](p, `(() => { const v = document.querySelector('.tile.remote[data-peer="bot"] video'); return v.videoWidth + "x" + v.videoHeight; })()`)
 	t.Logf("the page shows the bot's video at %s; the bot got %d video RTP packets from the page; candidate pair %s",
 		size, b.videoPackets(id), p.selectedPair("bot"))
 }

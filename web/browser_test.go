@@ -10,35 +10,36 @@ package web_test
 // screenshots there (they are written to the test's temporary directory,
 // which is removed when the test ends).
 //
-// chromedp is pinned at v0.14.2, the newest release whose go.mod accepts
-// this module's go 1.24 line (v0.15 and later, including the generic v0.23
-// API, require go ≥ 1.25). It drives current Chromium (tested with 156).
+// The tests use chromedp v0.23 and its generic API: an action is an
+// Action[T] that returns its value (Evaluate[T], Poll[T]); chromedp.Run
+// runs one action and returns that value, chromedp.Do runs actions that
+// return none; protocol commands are values sent with cdp.Call; the
+// console comes as an iterator (chromedp.Console). It drives current
+// Chromium (tested with 156).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	cdppage "github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/rendezvous-rtc/rendezvous/internal/chromiumtest"
 	"github.com/rendezvous-rtc/rendezvous/signal"
 	"github.com/rendezvous-rtc/rendezvous/signal/signaltest"
 	"github.com/rendezvous-rtc/rendezvous/web"
 )
-
-const installHint = "install it with `apt-get update && apt-get install -y --no-install-recommends chromium` " +
-	"(or set CHROMIUM=/path/to/chrome)"
 
 // waitTimeout bounds every wait for a condition in a page.
 const waitTimeout = 20 * time.Second
@@ -58,29 +59,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func chromiumPath() string {
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // browser returns the shared browser's context, starting the browser on
 // first use. It skips the test (fails it when CI=true) without Chromium.
 func browser(t testing.TB) context.Context {
 	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required in CI (CI=true) but none was found: %s", installHint)
-		}
-		t.Skipf("skipping real-browser test: no Chromium found; %s", installHint)
-	}
+	path := chromiumtest.Need(t)
 	shared.once.Do(func() { shared.ctx, shared.cleanup, shared.err = startBrowser(path) })
 	if shared.err != nil {
 		t.Fatalf("start Chromium (%s): %v", path, shared.err)
@@ -88,35 +71,15 @@ func browser(t testing.TB) context.Context {
 	return shared.ctx
 }
 
+// startBrowser starts the one browser process of the package's tests, with
+// its profile in a directory of its own (the browser outlives every test)
+// and chromedp's log lines on when CHROMEDP_DEBUG is set (its protocol
+// messages too with CHROMEDP_DEBUG=2).
 func startBrowser(path string) (context.Context, func(), error) {
 	dir, err := os.MkdirTemp("", "rendezvous-chromium-")
 	if err != nil {
 		return nil, nil, err
 	}
-	// chromedp's defaults (headless, hide-scrollbars, mute-audio, no
-	// background throttling, ...) plus the flags WebRTC tests need.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(dir),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		// chromedp's defaults disable these features; the flag replaces
-		// its list, so they are repeated. Without mDNS obfuscation, host
-		// candidates carry plain IP addresses that a Go peer can reach.
-		chromedp.Flag("disable-features", "site-per-process,Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
-		chromedp.WindowSize(1280, 800),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	var copts []chromedp.ContextOption
 	if os.Getenv("CHROMEDP_DEBUG") != "" {
 		copts = append(copts, chromedp.WithErrorf(log.Printf), chromedp.WithLogf(log.Printf))
@@ -124,18 +87,14 @@ func startBrowser(path string) (context.Context, func(), error) {
 			copts = append(copts, chromedp.WithDebugf(log.Printf))
 		}
 	}
-	ctx, cancelBrowser := chromedp.NewContext(allocCtx, copts...)
-	cleanup := func() {
-		cancelBrowser()
-		cancelAlloc()
+	ctx, stop, err := chromiumtest.Start(path, dir, copts...)
+	if err != nil {
 		_ = os.RemoveAll(dir)
-	}
-	// The first Run starts the browser. It must not carry a deadline (the
-	// browser process would be killed when it passes); chromedp bounds the
-	// start itself (WSURLReadTimeout, 20 s by default).
-	if err := chromedp.Run(ctx); err != nil {
-		cleanup()
 		return nil, nil, err
+	}
+	cleanup := func() {
+		stop()
+		_ = os.RemoveAll(dir)
 	}
 	return ctx, cleanup, nil
 }
@@ -161,6 +120,8 @@ type page struct {
 	ctx    context.Context
 	cancel context.CancelFunc // closes the tab
 
+	consoleDone chan struct{} // closed when readConsole has returned
+
 	mu      sync.Mutex
 	console []string // console messages and exceptions, for failure reports
 	csp     []string // Content-Security-Policy violations the browser reported
@@ -184,50 +145,26 @@ const appStarted = `!!window.rendezvous && document.querySelector("#event-log li
 // at another origin, which the policy forbids (connect-src 'self').
 func openPageWithoutCSP(t testing.TB, name, url string) *page {
 	t.Helper()
-	p := openTab(t, name, url, cdppage.SetBypassCSP(true))
+	p := openTab(t, name, url, bypassCSP)
 	p.waitFor("the app to start", appStarted)
 	return p
 }
+
+// bypassCSP makes the tab ignore the Content-Security-Policy of the pages
+// it loads.
+var bypassCSP = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	_, err := cdp.Call(ctx, t, cdppage.SetBypassCSP, cdppage.SetBypassCSPParams{Enabled: true})
+	return err
+})
 
 // openTab opens url in a new tab of the shared browser, after running
 // setup (if any) on the tab, waits for it to load, and closes the tab when
 // the test ends. The test fails if the page violates its
 // Content-Security-Policy meanwhile.
-func openTab(t testing.TB, name, url string, setup ...chromedp.Action) *page {
+func openTab(t testing.TB, name, url string, setup ...chromedp.Action[chromedp.Void]) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser(t))
 	p := &page{t: t, name: name, ctx: ctx, cancel: cancel}
-	chromedp.ListenTarget(ctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				if a.Value != nil {
-					parts = append(parts, string(a.Value))
-				} else {
-					parts = append(parts, a.Description)
-				}
-			}
-			p.addConsole(fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
-		case *cdplog.EventEntryAdded:
-			// The browser's own messages: failed requests, and
-			// Content-Security-Policy violations among others.
-			e := ev.Entry
-			p.addConsole(fmt.Sprintf("log.%s %s: %s", e.Source, e.Level, e.Text))
-			if e.Source == cdplog.SourceSecurity && strings.Contains(e.Text, "Content Security Policy") {
-				p.mu.Lock()
-				p.csp = append(p.csp, e.Text)
-				p.mu.Unlock()
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil && d.Exception.Description != "" {
-				msg = d.Exception.Description
-			}
-			p.addConsole(fmt.Sprintf("exception: %s (%s:%d)", msg, d.URL, d.LineNumber))
-		}
-	})
 	t.Cleanup(func() {
 		if v := p.cspViolations(); len(v) > 0 {
 			t.Errorf("%s violated its Content-Security-Policy:\n%s", name, strings.Join(v, "\n"))
@@ -236,23 +173,47 @@ func openTab(t testing.TB, name, url string, setup ...chromedp.Action) *page {
 			p.dump()
 		}
 		cancel()
-	})
-	// The first Run creates the tab, and the tab's event loop lives on the
-	// context it is given: it must not be one with a deadline.
-	created := make(chan error, 1)
-	go func() { created <- chromedp.Run(ctx) }()
-	select {
-	case err := <-created:
-		if err != nil {
-			t.Fatalf("%s: open a tab: %v", name, err)
+		if p.consoleDone != nil {
+			<-p.consoleDone // the console ends with the tab
 		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("%s: opening a tab timed out", name)
+	})
+	// The tab's event loop lives on ctx, which has no deadline; Open bounds
+	// the wait for the tab instead.
+	if err := chromiumtest.Open(ctx, waitTimeout); err != nil {
+		t.Fatalf("%s: open a tab: %v", name, err)
 	}
+	// The console (console API calls, uncaught exceptions, and the
+	// browser's own messages: failed requests and Content-Security-Policy
+	// violations among others), from before the page loads.
+	p.consoleDone = make(chan struct{})
+	go p.readConsole(chromedp.Console(ctx))
 	if err := p.runTimeout(waitTimeout, append(setup, chromedp.Navigate(url))...); err != nil {
 		t.Fatalf("%s: open %s: %v", name, url, err)
 	}
 	return p
+}
+
+// readConsole records the tab's console messages until the tab closes.
+func (p *page) readConsole(msgs iter.Seq2[chromedp.ConsoleMessage, error]) {
+	defer close(p.consoleDone)
+	for m, err := range msgs {
+		if err != nil {
+			return // the tab closed
+		}
+		switch {
+		case m.IsException():
+			p.addConsole(fmt.Sprintf("exception: %s (%s:%d)", m.Text, m.URL, m.Line+1))
+		case m.Source != "": // the browser's log
+			p.addConsole(fmt.Sprintf("log.%s %s: %s", m.Source, m.Type, m.Text))
+			if m.Source == string(cdplog.EntrySourceSecurity) && strings.Contains(m.Text, "Content Security Policy") {
+				p.mu.Lock()
+				p.csp = append(p.csp, m.Text)
+				p.mu.Unlock()
+			}
+		default:
+			p.addConsole(fmt.Sprintf("console.%s: %s", m.Type, m.Text))
+		}
+	}
 }
 
 // cspViolations returns the Content-Security-Policy violations the
@@ -287,33 +248,42 @@ func (p *page) dump() {
 	for _, l := range lines {
 		p.t.Logf("%s %s", p.name, l)
 	}
-	var log string
-	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
-	defer cancel()
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`[...document.querySelectorAll("#event-log li")].map(li => li.innerText.replace(/\n/g, " ")).join("\n")`, &log)); err == nil {
-		p.t.Logf("%s event log:\n%s", p.name, log)
+	events, err := run(p, 3*time.Second, chromedp.Evaluate[string](`[...document.querySelectorAll("#event-log li")].map(li => li.innerText.replace(/\n/g, " ")).join("\n")`))
+	if err == nil {
+		p.t.Logf("%s event log:\n%s", p.name, events)
 	}
 }
 
-// runTimeout runs actions on the tab with a deadline. (Only the first Run
-// on a tab must go without one; openPage does it.)
-func (p *page) runTimeout(d time.Duration, actions ...chromedp.Action) error {
+// run runs action on the tab with a deadline and returns its value. (Only
+// the first Do on a tab must go without one; openTab does it.)
+func run[T any](p *page, d time.Duration, action chromedp.Action[T]) (T, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
-	return chromedp.Run(ctx, actions...)
+	return chromedp.Run(ctx, action)
 }
 
-// eval evaluates js (awaiting a promise result) into res, failing the test
-// on error.
-func (p *page) eval(js string, res any) {
+// runTimeout runs steps on the tab, in order, with a deadline.
+func (p *page) runTimeout(d time.Duration, steps ...chromedp.Action[chromedp.Void]) error {
+	_, err := run(p, d, chromedp.Steps(steps...))
+	return err
+}
+
+// evaluate evaluates js in the page (awaiting a promise result) and
+// returns its value as a T, failing the test on error.
+func evaluate[T any](p *page, js string) T {
 	p.t.Helper()
-	if err := p.runTimeout(waitTimeout, chromedp.Evaluate(js, res, awaitPromise)); err != nil {
+	v, err := run(p, waitTimeout, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
 		p.t.Fatalf("%s: evaluate %s: %v", p.name, js, err)
 	}
+	return v
 }
 
-func awaitPromise(p *runtime.EvaluateParams) *runtime.EvaluateParams {
-	return p.WithAwaitPromise(true)
+// exec evaluates js in the page for its effects (awaiting a promise
+// result), failing the test on error.
+func (p *page) exec(js string) {
+	p.t.Helper()
+	evaluate[chromedp.Void](p, js)
 }
 
 // waitFor polls the JavaScript expression cond (which may await) every
@@ -326,16 +296,16 @@ func (p *page) waitFor(what, cond string) {
 }
 
 func (p *page) poll(cond string, timeout time.Duration) error {
-	var ok bool
-	return p.runTimeout(timeout+5*time.Second, chromedp.Poll(cond, &ok,
+	_, err := run(p, timeout+5*time.Second, chromedp.Poll[chromedp.Void](cond,
 		chromedp.WithPollingInterval(50*time.Millisecond),
 		chromedp.WithPollingTimeout(timeout)))
+	return err
 }
 
 // click clicks the element matching the CSS selector sel, as a user would.
 func (p *page) click(sel string) {
 	p.t.Helper()
-	if err := p.runTimeout(waitTimeout, chromedp.Click(sel, chromedp.ByQuery, chromedp.NodeVisible)); err != nil {
+	if err := p.runTimeout(waitTimeout, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
 		p.t.Fatalf("%s: click %s: %v", p.name, sel, err)
 	}
 }
@@ -347,18 +317,18 @@ type joinOpts struct {
 
 var withMedia = joinOpts{cam: true, mic: true}
 
-// join fills in the join form and clicks Join. It does not wait.
+// join fills in the join form and clicks Join. It does not wait. After a
+// Leave it first goes back to the form ("Join another room").
 func (p *page) join(room, name string, o joinOpts) {
 	p.t.Helper()
 	js := fmt.Sprintf(`(() => {
+		if (document.body.dataset.phase === "left") document.getElementById("new-room").click();
 		const set = (id, v) => { const e = document.getElementById(id); e.checked = v; e.dispatchEvent(new Event("change")); };
 		document.getElementById("room").value = %s;
 		document.getElementById("name").value = %s;
 		set("opt-data", %t); set("opt-cam", %t); set("opt-mic", %t);
-		return true;
 	})()`, jsString(room), jsString(name), o.dataOnly, o.cam, o.mic)
-	var ok bool
-	p.eval(js, &ok)
+	p.exec(js)
 	p.click("#join")
 }
 
@@ -366,9 +336,7 @@ func (p *page) join(room, name string, o joinOpts) {
 func (p *page) joined() string {
 	p.t.Helper()
 	p.waitFor("the join to succeed", `document.body.dataset.phase === "call" && !!window.rendezvous.client && window.rendezvous.client.state === "joined"`)
-	var id string
-	p.eval(`window.rendezvous.client.id`, &id)
-	return id
+	return evaluate[string](p, `window.rendezvous.client.id`)
 }
 
 // waitConnected waits until the tile of member id says connected.
@@ -381,9 +349,7 @@ func (p *page) waitConnected(id string) {
 // getStats (inbound-rtp).
 func (p *page) framesDecoded(id string) int {
 	p.t.Helper()
-	var n int
-	p.eval(framesJS(id), &n)
-	return n
+	return evaluate[int](p, framesJS(id))
 }
 
 func framesJS(id string) string {
@@ -418,8 +384,7 @@ func (p *page) waitChat(from, text string) {
 func (p *page) sendChat(text string) {
 	p.t.Helper()
 	p.waitFor("the chat box to be enabled", `!document.getElementById("chat-input").disabled`)
-	var ok bool
-	p.eval(fmt.Sprintf(`(() => { document.getElementById("chat-input").value = %s; return true; })()`, jsString(text)), &ok)
+	p.exec(fmt.Sprintf(`(() => { document.getElementById("chat-input").value = %s; })()`, jsString(text)))
 	p.click("#chat-send")
 	p.waitFor("the message in the own chat log", fmt.Sprintf(`[...document.querySelectorAll("#chat-log .msg.mine .body")].some(b => b.textContent === %s)`, jsString(text)))
 }
@@ -428,17 +393,15 @@ func (p *page) sendChat(text string) {
 func (p *page) waitNotice(kind string) string {
 	p.t.Helper()
 	p.waitFor("notice "+kind, fmt.Sprintf(`(() => { const n = document.getElementById("notice"); return !n.hidden && n.dataset.kind === %s; })()`, jsString(kind)))
-	var text string
-	p.eval(`document.getElementById("notice-text").textContent`, &text)
-	return text
+	return evaluate[string](p, `document.getElementById("notice-text").textContent`)
 }
 
 // screenshot saves a PNG of the tab to the test's temporary directory (and
 // to SCREENSHOT_DIR when set) and logs its path.
 func (p *page) screenshot(t testing.TB, file string) string {
 	t.Helper()
-	var png []byte
-	if err := p.runTimeout(waitTimeout, chromedp.CaptureScreenshot(&png)); err != nil {
+	png, err := run(p, waitTimeout, chromedp.CaptureScreenshot())
+	if err != nil {
 		t.Fatalf("%s: screenshot: %v", p.name, err)
 	}
 	path := filepath.Join(t.TempDir(), file)
@@ -469,12 +432,11 @@ type setupTimes struct {
 // metrics returns the page's setup times for the call with member id.
 func (p *page) metrics(id string) setupTimes {
 	p.t.Helper()
-	var m struct {
+	m := evaluate[struct {
 		JoinAt, MediaAt, JoinedAt float64
 		Peer                      struct{ ConnectedAt, FirstFrameAt float64 }
-	}
-	p.eval(fmt.Sprintf(`(() => { const m = window.rendezvous.metrics;
-		return {JoinAt: m.joinAt, MediaAt: m.mediaAt, JoinedAt: m.joinedAt, Peer: m.peers[%s] || {}}; })()`, jsString(id)), &m)
+	}](p, fmt.Sprintf(`(() => { const m = window.rendezvous.metrics;
+		return {JoinAt: m.joinAt, MediaAt: m.mediaAt, JoinedAt: m.joinedAt, Peer: m.peers[%s] || {}}; })()`, jsString(id)))
 	since := func(at float64) float64 {
 		if at == 0 {
 			return 0
@@ -512,8 +474,7 @@ func (p *page) viewport(w, h int64) {
 // uses, e.g. "127.0.0.1 host ↔ 127.0.0.1 host".
 func (p *page) selectedPair(id string) string {
 	p.t.Helper()
-	var s string
-	p.eval(fmt.Sprintf(`(async () => {
+	return evaluate[string](p, fmt.Sprintf(`(async () => {
 		const peer = window.rendezvous.client.peers.get(%s);
 		const r = await peer.pc.getStats();
 		let pair = null;
@@ -521,6 +482,5 @@ func (p *page) selectedPair(id string) string {
 		if (!pair) return "none";
 		const l = r.get(pair.localCandidateId), m = r.get(pair.remoteCandidateId);
 		return l.address + " " + l.candidateType + " ↔ " + m.address + " " + m.candidateType;
-	})()`, jsString(id)), &s)
-	return s
+	})()`, jsString(id)))
 }

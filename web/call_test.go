@@ -95,21 +95,19 @@ func TestRoomFullAndPeerLeft(t *testing.T) {
 	carol.waitFor("the camera released", `window.rendezvous.localStream === null`)
 
 	// Keep alice's RTCPeerConnection to bob, to see it closed.
-	var ok bool
-	alice.eval(fmt.Sprintf(`(() => { window.pcToBob = window.rendezvous.client.peers.get(%s).pc; return true; })()`, jsString(bobID)), &ok)
+	alice.exec(fmt.Sprintf(`(() => { window.pcToBob = window.rendezvous.client.peers.get(%s).pc; })()`, jsString(bobID)))
 	bob.click("#leave")
-	bob.waitFor("bob back at the join form", `document.body.dataset.phase === "lobby"`)
+	bob.waitFor("bob out of the call (Rejoin offered)", `document.body.dataset.phase === "left"`)
 	msg = alice.waitNotice("peer-left")
 	if !strings.Contains(msg, "Bob") || !strings.Contains(msg, "left") {
 		t.Errorf("alice's notice = %q, want it to say Bob left", msg)
 	}
 	alice.waitFor("bob's tile removed", `document.querySelectorAll(".tile.remote").length === 0`)
-	var pc struct {
+	pc := evaluate[struct {
 		Signaling, Connection string
 		Kept                  bool
-	}
-	alice.eval(fmt.Sprintf(`({Signaling: window.pcToBob.signalingState, Connection: window.pcToBob.connectionState,
-		Kept: window.rendezvous.client.peers.has(%s)})`, jsString(bobID)), &pc)
+	}](alice, fmt.Sprintf(`({Signaling: window.pcToBob.signalingState, Connection: window.pcToBob.connectionState,
+		Kept: window.rendezvous.client.peers.has(%s)})`, jsString(bobID)))
 	if pc.Signaling != "closed" || pc.Connection != "closed" || pc.Kept {
 		t.Errorf("alice's connection to bob after he left: signaling %s, connection %s, still in client.peers: %t; want it closed and gone",
 			pc.Signaling, pc.Connection, pc.Kept)
@@ -144,11 +142,9 @@ func TestServerUnreachable(t *testing.T) {
 func TestCameraBlocked(t *testing.T) {
 	srv := newServer(t)
 	p := openPage(t, "page", srv.HTTP.URL+"/")
-	var ok bool
-	p.eval(`(() => {
+	p.exec(`(() => {
 		navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
-		return true;
-	})()`, &ok)
+	})()`)
 	p.join("blocked", "Erin", withMedia)
 	msg := p.waitNotice("camera-blocked")
 	if !strings.Contains(msg, "blocked") {

@@ -45,9 +45,7 @@ func (e event) String() string {
 // events returns the client events the page recorded, oldest first.
 func (p *page) events() []event {
 	p.t.Helper()
-	var evs []event
-	p.eval(`window.rendezvous.events`, &evs)
-	return evs
+	return evaluate[[]event](p, `window.rendezvous.events`)
 }
 
 // eventsOf returns the recorded events of type typ.
@@ -97,25 +95,20 @@ func (p *page) noEventsSince(from int, types ...string) {
 // member id named name.
 func (p *page) relayChat(id, name, text string) {
 	p.t.Helper()
-	var ok bool
-	p.eval(fmt.Sprintf(`(() => { window.rendezvous.client.relay({kind: "chat", id: %s, name: %s, text: %s}); return true; })()`,
-		jsString(id), jsString(name), jsString(text)), &ok)
+	p.exec(fmt.Sprintf(`(() => { window.rendezvous.client.relay({kind: "chat", id: %s, name: %s, text: %s}); })()`,
+		jsString(id), jsString(name), jsString(text)))
 }
 
 // chatCount returns how many chat messages from others with text the page shows.
 func (p *page) chatCount(text string) int {
 	p.t.Helper()
-	var n int
-	p.eval(fmt.Sprintf(`[...document.querySelectorAll("#chat-log .msg.theirs .body")].filter(b => b.textContent === %s).length`, jsString(text)), &n)
-	return n
+	return evaluate[int](p, fmt.Sprintf(`[...document.querySelectorAll("#chat-log .msg.theirs .body")].filter(b => b.textContent === %s).length`, jsString(text)))
 }
 
 // state returns the client's state.
 func (p *page) state() string {
 	p.t.Helper()
-	var s string
-	p.eval(`window.rendezvous.client.state`, &s)
-	return s
+	return evaluate[string](p, `window.rendezvous.client.state`)
 }
 
 // chatBothWays checks that chat goes both ways between a and b, over the
@@ -197,9 +190,7 @@ func TestResume(t *testing.T) {
 		alice.waitChat("Bob", text)
 	}
 
-	var id string
-	bob.eval(`window.rendezvous.client.id`, &id)
-	if id != bobID {
+	if id := evaluate[string](bob, `window.rendezvous.client.id`); id != bobID {
 		t.Errorf("bob's id after the resume = %q, want %q", id, bobID)
 	}
 	for _, c := range []struct {
@@ -230,9 +221,7 @@ func TestResume(t *testing.T) {
 // offersSeen returns how many offers the page handled (its ?debug trace).
 func (p *page) offersSeen() int {
 	p.t.Helper()
-	var n int
-	p.eval(`window.rendezvous.trace.filter(l => l.includes("← offer from")).length`, &n)
-	return n
+	return evaluate[int](p, `window.rendezvous.trace.filter(l => l.includes("← offer from")).length`)
 }
 
 // TestResumeMidNegotiation drops a page's WebSocket in the middle of
@@ -291,8 +280,7 @@ func TestResumeMidNegotiation(t *testing.T) {
 			marks := map[*page]int{}
 
 			if tt.refusedFirst {
-				var code string
-				alice.eval(`window.rendezvous.client.join("negotiation", {capacity: 1000}).then(() => "joined", err => err.code)`, &code)
+				code := evaluate[string](alice, `window.rendezvous.client.join("negotiation", {capacity: 1000}).then(() => "joined", err => err.code)`)
 				if code != "invalid-capacity" {
 					t.Fatalf("alice's first join: %q, want invalid-capacity", code)
 				}
@@ -372,13 +360,12 @@ func TestLeave(t *testing.T) {
 	px.SetMode(signaltest.Refuse)
 	px.CutAll()
 	bob.waitEvent("reconnecting", "e.attempt >= 2")
-	var ok bool
-	bob.eval(fmt.Sprintf(`(() => { window.rendezvous.client.url = %s; document.getElementById("leave").click(); return true; })()`, jsString(srv.URL)), &ok)
+	bob.exec(fmt.Sprintf(`(() => { window.rendezvous.client.url = %s; document.getElementById("leave").click(); })()`, jsString(srv.URL)))
 	alice.waitEvent("peerleft", fmt.Sprintf(`e.id === %s && e.reason === "left"`, jsString(bobID)))
-	bob.waitFor("bob back at the join form", `document.body.dataset.phase === "lobby" && window.rendezvous.client.state === "idle"`)
+	bob.waitFor("bob out of the call (Rejoin offered)", `document.body.dataset.phase === "left" && window.rendezvous.client.state === "idle"`)
 	bob.noEvents("resumed", "seatlost", "disconnected")
 
-	bob.click("#join")
+	bob.click("#rejoin")
 	bobID = bob.joined()
 	alice.waitConnected(bobID)
 	bob.waitConnected(aliceID)
@@ -392,7 +379,7 @@ func TestLeave(t *testing.T) {
 		return roomMembers(t, srv, adminToken, "leaving") == 1
 	})
 	t.Logf("seat free %v after the click on Leave", time.Since(left).Round(time.Millisecond))
-	bob.waitFor("bob back at the join form", `document.body.dataset.phase === "lobby" && window.rendezvous.client.state === "idle"`)
+	bob.waitFor("bob out of the call (Rejoin offered)", `document.body.dataset.phase === "left" && window.rendezvous.client.state === "idle"`)
 
 	carol := openPage(t, "carol", srv.HTTP.URL+"/")
 	carol.join("leaving", "Carol", dataOnly)
@@ -495,8 +482,7 @@ func TestSeatLost(t *testing.T) {
 	px.CutAll()
 	bob.waitEvent("seatlost", `e.reason === "resume-failed"`)
 	bob.waitEvent("joined", "e.rejoined")
-	var newID string
-	bob.eval(`window.rendezvous.client.id`, &newID)
+	newID := evaluate[string](bob, `window.rendezvous.client.id`)
 	if msg := bob.waitNotice("reconnected"); !strings.Contains(msg, "starting again") {
 		t.Errorf("bob's notice = %q, want it to say the call starts again", msg)
 	}
@@ -553,8 +539,7 @@ func TestConnectionLost(t *testing.T) {
 	srv := newServer(t)
 	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	p := openPage(t, "page", px.URL+"/")
-	var ok bool
-	p.eval(`(() => { Object.assign(window.rendezvous.client.options, {resumeWindow: 400, reconnectTimeout: 1500}); return true; })()`, &ok)
+	p.exec(`(() => { Object.assign(window.rendezvous.client.options, {resumeWindow: 400, reconnectTimeout: 1500}); })()`)
 	p.join("lonely", "Lou", dataOnly)
 	p.joined()
 
@@ -569,8 +554,7 @@ func TestConnectionLost(t *testing.T) {
 	t.Logf("gave up after %v", time.Since(start).Round(time.Millisecond))
 	p.waitFor("the join form back", `document.body.dataset.phase === "lobby" && window.rendezvous.client.state === "idle"`)
 	p.waitEvent("disconnected", "e.wasJoined && e.code === 1006")
-	var attempts int
-	p.eval(`Math.max(...window.rendezvous.events.filter(e => e.type === "reconnecting").map(e => e.attempt))`, &attempts)
+	attempts := evaluate[int](p, `Math.max(...window.rendezvous.events.filter(e => e.type === "reconnecting").map(e => e.attempt))`)
 	if attempts < 3 {
 		t.Errorf("%d attempts in 1.5 s, want at least 3", attempts)
 	}

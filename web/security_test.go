@@ -157,11 +157,10 @@ func TestContentSecurityPolicy(t *testing.T) {
 	// The policy is in force, and its violations are seen: an inline
 	// script, a string evaluated as code and a style attribute, each
 	// blocked and reported. (Code that chromedp runs in the page is exempt.)
-	var res struct {
+	res := evaluate[struct {
 		Inline bool
 		Width  float64
-	}
-	alice.eval(`(() => {
+	}](alice, `(() => {
 		const s = document.createElement("script");
 		s.textContent = "window.inlineRan = true";
 		document.head.append(s);
@@ -172,14 +171,12 @@ func TestContentSecurityPolicy(t *testing.T) {
 		const width = d.getBoundingClientRect().width;
 		d.remove();
 		return {Inline: window.inlineRan === true, Width: width};
-	})()`, &res)
+	})()`)
 	if res.Inline || res.Width == 123 {
 		t.Errorf("inline script ran: %t; style attribute applied: %t; want both blocked", res.Inline, res.Width == 123)
 	}
 	waitGo(t, "three violations to be reported", func() bool { return len(alice.cspViolations()) >= 3 })
-	var evalRan bool
-	alice.eval(`window.evalRan === true`, &evalRan)
-	if evalRan {
+	if evaluate[bool](alice, `window.evalRan === true`) {
 		t.Error("a string passed to setTimeout ran, want it blocked")
 	}
 	v := strings.Join(alice.cspViolations(), "\n")
@@ -204,15 +201,13 @@ func TestTokenOutOfAddressBar(t *testing.T) {
 	p := openPage(t, "page", srv.HTTP.URL+"/?room=vip&token="+token+"&name=Tess#here")
 	checkURL := func(when string) {
 		t.Helper()
-		var loc struct{ Search, Hash, Href string }
-		p.eval(`({Search: location.search, Hash: location.hash, Href: location.href})`, &loc)
+		loc := evaluate[struct{ Search, Hash, Href string }](p, `({Search: location.search, Hash: location.hash, Href: location.href})`)
 		if loc.Search != "?room=vip&name=Tess" || loc.Hash != "#here" {
 			t.Errorf("%s: the address is %s, want ?room=vip&name=Tess#here: the token out, the rest kept", when, loc.Href)
 		}
 	}
 	checkURL("after loading")
-	var fields struct{ Room, Name string }
-	p.eval(`({Room: document.getElementById("room").value, Name: document.getElementById("name").value})`, &fields)
+	fields := evaluate[struct{ Room, Name string }](p, `({Room: document.getElementById("room").value, Name: document.getElementById("name").value})`)
 	if fields.Room != "vip" || fields.Name != "Tess" {
 		t.Errorf("the form has room %q and name %q, want vip and Tess", fields.Room, fields.Name)
 	}
@@ -315,13 +310,12 @@ func TestSignalJSRefusedElsewhere(t *testing.T) {
 			c.close();
 		}
 	})()`
-	var res string
-	p.eval(join, &res)
+	res := evaluate[string](p, join)
 	if !strings.HasPrefix(res, "refused: ") {
 		t.Errorf("join from another origin: %q, want refused", res)
 	}
 	srv.HTTP.Close()
-	p.eval(join, &res)
+	res = evaluate[string](p, join)
 	if !strings.HasPrefix(res, "unreachable: ") {
 		t.Errorf("join with the server gone: %q, want unreachable", res)
 	}

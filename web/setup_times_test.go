@@ -108,8 +108,7 @@ func measureSetupTimes(b *testing.B, what string, call func() setupTimes) {
 
 func (p *page) resetTrace() {
 	p.t.Helper()
-	var ok bool
-	p.eval(`(() => { window.rendezvous.trace = []; return true; })()`, &ok)
+	p.exec(`(() => { window.rendezvous.trace = []; })()`)
 }
 
 // slowTrace logs the page's protocol trace (?debug) when a call took more
@@ -117,8 +116,7 @@ func (p *page) resetTrace() {
 func (p *page) slowTrace(t testing.TB, m setupTimes) setupTimes {
 	t.Helper()
 	if m.Connected > 3000 {
-		var tr []string
-		p.eval(`window.rendezvous.trace`, &tr)
+		tr := evaluate[[]string](p, `window.rendezvous.trace`)
 		t.Logf("slow call setup (%v); protocol trace:\n%s", m, strings.Join(tr, "\n"))
 	}
 	return m

@@ -92,15 +92,13 @@ type remoteCandidate struct {
 // page's connection to member id.
 func (p *page) selectedRemote(id string) remoteCandidate {
 	p.t.Helper()
-	var rc remoteCandidate
-	p.eval(fmt.Sprintf(`(async () => {
+	return evaluate[remoteCandidate](p, fmt.Sprintf(`(async () => {
 		const r = await window.rendezvous.client.peers.get(%s).pc.getStats();
 		let pair = null;
 		r.forEach(x => { if (x.type === "transport" && x.selectedCandidatePairId) pair = r.get(x.selectedCandidatePairId); });
 		const c = pair && r.get(pair.remoteCandidateId);
 		return c ? {Address: c.address, Port: c.port, Type: c.candidateType} : {};
-	})()`, jsString(id)), &rc)
-	return rc
+	})()`, jsString(id)))
 }
 
 // TestCandidatesBeforeDescription: a Go member (pion) sends its ICE
@@ -136,7 +134,7 @@ func TestCandidatesBeforeDescription(t *testing.T) {
 			}
 			var pageID string
 			if c.offer {
-				p.eval(`window.rendezvous.client.id`, &pageID)
+				pageID = evaluate[string](p, `window.rendezvous.client.id`)
 			} else {
 				p.join(c.room, "Page", dataOnly)
 				pageID = p.joined()
@@ -186,10 +184,9 @@ func TestCandidatesBeforeDescription(t *testing.T) {
 			// to the Go member's candidates, can connect the call.
 
 			p.waitConnected("go")
-			var order struct{ Candidate, Description int }
-			p.eval(fmt.Sprintf(`(() => { const tr = window.rendezvous.trace;
+			order := evaluate[struct{ Candidate, Description int }](p, fmt.Sprintf(`(() => { const tr = window.rendezvous.trace;
 				return {Candidate: tr.findIndex(l => l.includes("← candidate from go")), Description: tr.findIndex(l => l.includes(%s))}; })()`,
-				jsString("← "+desc.Type.String()+" from go")), &order)
+				jsString("← "+desc.Type.String()+" from go")))
 			if order.Candidate < 0 || order.Description < 0 || order.Candidate > order.Description {
 				t.Errorf("the page's trace has the first candidate at %d and the %s at %d; want the candidate first", order.Candidate, desc.Type, order.Description)
 			}
@@ -223,29 +220,26 @@ func TestSendTo(t *testing.T) {
 	for _, p := range pages {
 		p.waitFor("both data channels open", `(() => { const ps = [...window.rendezvous.client.peers.values()];
 			return ps.length === 2 && ps.every(p => p.channel && p.channel.readyState === "open"); })()`)
-		var ok bool
-		p.eval(`(() => { window.sendTo = [];
+		p.exec(`(() => { window.sendTo = [];
 			window.rendezvous.client.on("message", ({id, data}) => { if (String(data).startsWith("sendTo ")) window.sendTo.push(id + " " + data); });
-			return true; })()`, &ok)
+			})()`)
 	}
 
 	// Ann sends to each member in turn, in the order of her peer map (a
 	// send to the first or the last member by mistake shows either way),
 	// then to all. Each data channel keeps order, so a message that went
 	// to the wrong member arrives before the one to all.
-	var counts []int
-	pages[0].eval(`(() => { const c = window.rendezvous.client;
+	counts := evaluate[[]int](pages[0], `(() => { const c = window.rendezvous.client;
 		const n = [...c.peers.keys()].map(id => c.send("sendTo for " + id, id));
 		n.push(c.send("sendTo all"));
-		return n; })()`, &counts)
+		return n; })()`)
 	if fmt.Sprint(counts) != "[1 1 2]" {
 		t.Errorf("send returned %v, want [1 1 2]", counts)
 	}
 	for i := 1; i < len(pages); i++ {
 		p := pages[i]
 		p.waitFor("the message to all", `window.sendTo.some(m => m.endsWith(" sendTo all"))`)
-		var got []string
-		p.eval(`window.sendTo`, &got)
+		got := evaluate[[]string](p, `window.sendTo`)
 		want := []string{ids[0] + " sendTo for " + ids[i], ids[0] + " sendTo all"}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s received %q, want %q", p.name, got, want)
@@ -258,6 +252,9 @@ func TestSendTo(t *testing.T) {
 type scriptedServer struct {
 	*httptest.Server
 	conns chan *scriptedConn
+
+	mu     sync.Mutex
+	closed bool // guarded by mu: conns takes no more
 }
 
 // scriptedConn is one WebSocket of a scriptedServer.
@@ -279,14 +276,32 @@ func newScriptedServer(t *testing.T) *scriptedServer {
 		}
 		c := &scriptedConn{ws: ws, in: make(chan map[string]any, 64)}
 		go c.read()
-		s.conns <- c
+		// The server's Close does not wait for this handler (the
+		// connection is hijacked), so the hand-over is guarded.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed {
+			select {
+			case s.conns <- c:
+				return
+			default: // the test holds too many already
+			}
+		}
+		_ = ws.Close()
 	})
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		s.Close()
-		close(s.conns)
-		for c := range s.conns {
-			_ = c.ws.Close()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		for {
+			select {
+			case c := <-s.conns:
+				_ = c.ws.Close()
+			default:
+				return
+			}
 		}
 	})
 	return s
@@ -378,9 +393,7 @@ func TestResumeWithNewToken(t *testing.T) {
 			"capacity": 2, "peers": []any{}, "iceServers": []any{}, "resume": fmt.Sprintf("token-%d", i+1), "resumed": true})
 		p.waitEvent("resumed", fmt.Sprintf(`window.rendezvous.events.filter(e => e.type === "resumed").length === %d`, i))
 	}
-	var token string
-	p.eval(`window.rendezvous.client.resumeToken`, &token)
-	if token != "token-3" {
+	if token := evaluate[string](p, `window.rendezvous.client.resumeToken`); token != "token-3" {
 		t.Errorf("client.resumeToken = %q after two resumes, want token-3", token)
 	}
 	p.noEvents("seatlost", "disconnected", "error")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,13 @@ import (
 // drainTimeout bounds how long the bot waits, before leaving, for the
 // messages it sent to be acknowledged.
 const drainTimeout = 2 * time.Second
+
+// MediaStream ids of the bot's tracks: the -video track's, and the
+// reflected tracks' (-echo).
+const (
+	videoStreamID = "rendezvous-peer"
+	echoStreamID  = "rendezvous-peer-echo"
+)
 
 // bot is one run of rendezvous-peer.
 type bot struct {
@@ -58,6 +66,9 @@ func newBot(o *options, stdout, stderr io.Writer) (*bot, error) {
 	if o.relay {
 		b.cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
+	if o.codelab {
+		b.cfg.Codelab = &peer.Codelab{}
+	}
 	if o.video != "" {
 		if err := b.openVideo(o.video); err != nil {
 			return nil, err
@@ -65,7 +76,13 @@ func newBot(o *options, stdout, stderr io.Writer) (*bot, error) {
 		b.cfg.Tracks = []webrtc.TrackLocal{b.video}
 	}
 	if o.echo {
-		b.refl = newReflector(o.video == "")
+		// The codelab's page shows only the last stream it is given
+		// (onaddstream): the echoed audio joins the video's stream there.
+		streamID := echoStreamID
+		if o.codelab && o.video != "" {
+			streamID = videoStreamID
+		}
+		b.refl = newReflector(o.video == "", streamID)
 		b.cfg.Prepare = b.refl.prepare
 		b.cfg.OnTrack = b.refl.onTrack
 	}
@@ -86,7 +103,7 @@ func (b *bot) openVideo(file string) error {
 		_ = f.Close()
 		return fmt.Errorf("-video %s: %w", file, err)
 	}
-	if b.video, err = peer.NewVP8Track("video", "rendezvous-peer"); err != nil {
+	if b.video, err = peer.NewVP8Track("video", videoStreamID); err != nil {
 		_ = f.Close()
 		return err
 	}
@@ -120,6 +137,7 @@ func (b *bot) run(ctx context.Context) error {
 			b.out.event(e)
 			switch e.Type {
 			case peer.EventDataChannelOpen:
+				b.hello(p, e)
 				if b.o.send != "" {
 					if err := e.DataChannel.SendText(b.o.send); err != nil {
 						b.out.errorf("send to %s on %q: %v", e.Remote, e.Label, err)
@@ -134,12 +152,36 @@ func (b *bot) run(ctx context.Context) error {
 					b.drain(p, e)
 					return nil
 				}
-			case peer.EventPeerLeft:
+			case peer.EventPeerLeft, peer.EventHangUp:
 				if b.refl != nil && e.Reason != signal.ReasonShutdown {
 					b.refl.forget(e.Remote)
 				}
 			}
 		}
+	}
+}
+
+// hello is the Rendezvous page's hello, which tells the other members the
+// sender's name (web/static/app.js).
+type hello struct {
+	Kind string `json:"kind"` // "hello"
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// hello sends the page's hello with -name on the channel that opened
+// (event e), so that the page shows the bot's name; not with -codelab or
+// an empty -name.
+func (b *bot) hello(p *peer.Peer, e peer.Event) {
+	if b.o.name == "" || b.o.codelab {
+		return
+	}
+	msg, err := json.Marshal(hello{Kind: "hello", ID: p.ID(), Name: b.o.name})
+	if err == nil {
+		err = e.DataChannel.SendText(string(msg))
+	}
+	if err != nil {
+		b.out.errorf("hello to %s on %q: %v", e.Remote, e.Label, err)
 	}
 }
 

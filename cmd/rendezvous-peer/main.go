@@ -57,6 +57,11 @@ its tracks to those (pion matches them; a browser must add its tracks after
 setRemoteDescription, or use the offered transceivers). With -video, video
 is not reflected (the one video section carries the file); audio still is.
 
+-name is the name the Rendezvous page shows for the bot: when a data
+channel opens, the bot sends the page's hello on it, a JSON text message
+{"kind": "hello", "id": <its id>, "name": <name>}, before -send's text.
+-name "" sends none. (Not with -codelab: the codelab's page has no names.)
+
 -video streams a VP8 IVF file (looping, paced by its frame timestamps) to
 every member; e.g. testdata/testsrc.ivf.
 
@@ -69,6 +74,23 @@ not use it with one.
 call then goes through the TURN server that the signaling server hands out
 (its -turn and -turn-secret), or fails.
 
+-codelab speaks the signalling of the WebRTC codelab ("Real time
+communication with WebRTC", steps 5 and 6) instead of protocol v1's, so
+that an unmodified codelab page, connected to the server's Socket.IO
+endpoint, and the bot call each other: signals are messages in the
+codelab's shapes ({type, sdp}; {type: 'candidate', label, id, candidate};
+'got user media'; 'bye'), and the member that was in the room first (its
+creator, as in the codelab) offers, when the newcomer has said 'got user
+media' or 2s after it joined (the step-6 page never says it); if the
+newcomer says it only after that offer, the offer is sent again. Joining a
+room with members, the bot says 'got user media'; leaving, 'bye'. 'bye'
+from a member closes the call with it (hang-up), and the bot waits for its
+next offer or the next member. Offering, it opens the channel "photos" (the
+codelab's) unless -label is given; answering, it accepts whatever channels
+the page opens (the step-5 page offers none: its call is video only). The
+bot then calls no protocol v1 peer: every member must speak the codelab's
+signalling.
+
 -token is the join token a server run with -auth-secret requires (an HS256
 JWT, e.g. from "rendezvous token -room demo -ttl 1h"). Other users can see
 a command line: prefer the environment variable $RENDEZVOUS_PEER_TOKEN.
@@ -78,9 +100,14 @@ reconnects with backoff and resumes its seat: its calls and negotiations go
 on, and the other members see nothing (signaling-lost, then
 signaling-resumed). If the seat cannot be resumed (the server refuses, or
 -resume-window passes first), the bot closes its calls and joins the room
-again (seat-lost, peer-left ... (seat-lost), joined). A server that closes
-the connection on purpose (shutdown, kick) is not reconnected to
-(signaling-closed); calls already connected keep working.
+again (seat-lost, peer-left ... (seat-lost), joined). When the server shuts
+down (peer-left ... (shutdown), server-shutdown), the calls go on and the
+bot reconnects with backoff until the server is back, then joins the room
+again under the same id (rejoined): calls still connected are kept as they
+are (kept [...]; a member back later: peer-joined ... (connection kept)).
+A server that closes the connection on purpose otherwise (kick, another
+connection resuming the seat) is not reconnected to (signaling-closed);
+calls already connected keep working.
 
 Exit status: 0 after Ctrl-C/SIGTERM (it leaves the room cleanly) or when
 -exit-after is reached; 1 when the server cannot be reached or on another
@@ -109,8 +136,17 @@ type options struct {
 	relay     bool
 	token     string
 	resume    time.Duration
+	codelab   bool
 	debug     bool
+	name      string
 }
+
+// defaultName is the default of -name.
+const defaultName = "Rendezvous bot"
+
+// codelabLabel is the data channel label of the codelab's page (step 6),
+// the default of -label with -codelab.
+const codelabLabel = "photos"
 
 func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	o := &options{}
@@ -120,7 +156,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.room, "room", "", "`room` to join (required)")
 	fs.StringVar(&o.id, "id", "", "peer `id` to ask for; empty lets the server choose")
 	fs.IntVar(&o.capacity, "capacity", 0, "room capacity to ask for if this join creates the room; 0: the server's default")
-	fs.StringVar(&o.label, "label", "chat", "`label` of the data channel opened when this peer offers")
+	fs.StringVar(&o.label, "label", "chat", "`label` of the data channel opened when this peer offers; with -codelab the default is "+codelabLabel+", the codelab's")
 	fs.BoolVar(&o.echo, "echo", false, "send every data channel message back, and reflect received VP8/Opus tracks")
 	fs.StringVar(&o.video, "video", "", "stream this VP8 IVF `file` as a video track, looping")
 	fs.StringVar(&o.send, "send", "", "send this `text` on each data channel when it opens")
@@ -130,7 +166,9 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.relay, "relay", false, "use TURN relay candidates only (ICE transport policy relay)")
 	fs.StringVar(&o.token, "token", "", "join `token` for a server that requires one (run with -auth-secret)")
 	fs.DurationVar(&o.resume, "resume-window", peer.DefaultResumeWindow, "how long the server holds the seat after a dropped connection (its -resume-window): the bot resumes it within that time; negative: do not reconnect")
+	fs.BoolVar(&o.codelab, "codelab", false, "speak the WebRTC codelab's signalling (message {type, sdp}, {type: 'candidate', label, id, candidate}, 'got user media', 'bye'; the room's first member offers), to call an unmodified codelab page through the server's Socket.IO endpoint")
 	fs.BoolVar(&o.debug, "debug", false, "log the peer's debug messages to stderr")
+	fs.StringVar(&o.name, "name", defaultName, "`name` the Rendezvous page shows for the bot: sent as a hello ({kind: 'hello', id, name}) on each data channel when it opens; empty: no hello")
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
 }
@@ -139,16 +177,8 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 // the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs, o := newFlagSet(stderr)
-	if err := flagenv.Parse(fs, envPrefix, args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "rendezvous-peer: %v\n", err)
-		return exitUsage
-	}
-	if err := o.check(fs); err != nil {
-		fmt.Fprintf(stderr, "rendezvous-peer: %v (see -h)\n", err)
-		return exitUsage
+	if code, ok := parseOptions(fs, o, args, getenv, stderr); !ok {
+		return code
 	}
 	b, err := newBot(o, stdout, stderr)
 	if err != nil {
@@ -174,6 +204,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return exitOK
 }
 
+// parseOptions sets o from args and the environment, checks it, and
+// applies the defaults that depend on other flags. When the bot must not
+// run (-h, bad flags) it returns the exit code and false, having said why
+// on stderr.
+func parseOptions(fs *flag.FlagSet, o *options, args []string, getenv func(string) string, stderr io.Writer) (int, bool) {
+	if err := flagenv.Parse(fs, envPrefix, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		fmt.Fprintf(stderr, "rendezvous-peer: %v\n", err)
+		return exitUsage, false
+	}
+	if err := o.check(fs); err != nil {
+		fmt.Fprintf(stderr, "rendezvous-peer: %v (see -h)\n", err)
+		return exitUsage, false
+	}
+	if o.codelab && !isSet(fs, "label") {
+		o.label = codelabLabel
+	}
+	return 0, true
+}
+
 func (o *options) check(fs *flag.FlagSet) error {
 	switch {
 	case fs.NArg() > 0:
@@ -190,6 +242,18 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("-capacity must not be negative")
 	}
 	return nil
+}
+
+// isSet reports whether the flag name was set, on the command line or by
+// its environment variable.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 func (o *options) logger(stderr io.Writer) *slog.Logger {

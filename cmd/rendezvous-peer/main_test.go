@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -222,6 +223,8 @@ func testEcho(t *testing.T, bin string, botFirst bool) {
 	if err := me.Send("bot", "chat", []byte{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
+	// The bot's hello with the default -name comes first.
+	wantHello(t, ctx, me, "bot", defaultName)
 	if e := nextMessage(t, ctx, me); !e.IsString || string(e.Data) != "ping" || e.Label != "chat" {
 		t.Errorf("echo 1: %v", e)
 	}
@@ -342,14 +345,15 @@ func testVideo(t *testing.T, bin string) {
 	}
 }
 
-// testSendExitAfter: -send sends when the channel opens; -exit-after 1
-// exits 0 after one message.
+// testSendExitAfter: when the channel opens the bot sends the page's hello
+// with -name, then -send's text; -exit-after 1 exits 0 after one message.
 func testSendExitAfter(t *testing.T, bin string) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	srv := signaltest.New(t, signal.Config{})
 	me := joinPeer(t, ctx, peer.Config{URL: srv.URL, Room: "send", ID: "me"})
-	bot := startBot(t, bin, "-url", srv.URL, "-room", "send", "-send", "hello", "-exit-after", "1", "-loopback")
+	bot := startBot(t, bin, "-url", srv.URL, "-room", "send", "-id", "bot", "-name", "Bot Ross", "-send", "hello", "-exit-after", "1", "-loopback")
+	wantHello(t, ctx, me, "bot", "Bot Ross")
 	e := nextMessage(t, ctx, me)
 	if string(e.Data) != "hello" || !e.IsString {
 		t.Fatalf("got %v, want text hello", e)
@@ -501,5 +505,46 @@ func TestRunToken(t *testing.T) {
 	}
 	if c := <-code; c != exitOK || !joined {
 		t.Errorf("run returned %d (joined %v), want 0 after joining", c, joined)
+	}
+}
+
+// wantHello reads p's next message and checks that it is the Rendezvous
+// page's hello ({kind: "hello", id, name}, web/static/app.js) from the bot
+// with id and name.
+func wantHello(t *testing.T, ctx context.Context, p *peer.Peer, id, name string) {
+	t.Helper()
+	e := nextMessage(t, ctx, p)
+	var h map[string]any
+	if !e.IsString || json.Unmarshal(e.Data, &h) != nil {
+		t.Fatalf("got %v, want the bot's hello", e)
+	}
+	if want := map[string]any{"kind": "hello", "id": id, "name": name}; !maps.Equal(h, want) {
+		t.Fatalf("hello %v, want %v", h, want)
+	}
+}
+
+// TestNameFlag: -name defaults to "Rendezvous bot", may be set from the
+// command line or the environment, and may be empty (no hello).
+func TestNameFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{want: defaultName},
+		{args: []string{"-name", "Bot Ross"}, want: "Bot Ross"},
+		{args: []string{"-name", ""}, want: ""},
+		{env: map[string]string{envPrefix + "_NAME": "From env"}, want: "From env"},
+	}
+	for _, tt := range tests {
+		var stderr strings.Builder
+		fs, o := newFlagSet(&stderr)
+		args := append([]string{"-room", "r"}, tt.args...)
+		if code, ok := parseOptions(fs, o, args, func(k string) string { return tt.env[k] }, &stderr); !ok {
+			t.Fatalf("%q: exit %d: %s", tt.args, code, stderr.String())
+		}
+		if o.name != tt.want {
+			t.Errorf("%q %v: name %q, want %q", tt.args, tt.env, o.name, tt.want)
+		}
 	}
 }

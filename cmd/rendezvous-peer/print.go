@@ -29,6 +29,7 @@ type jsonEvent struct {
 	ID      string   `json:"id,omitempty"`
 	Peers   []string `json:"peers,omitempty"`
 	Created bool     `json:"created,omitempty"`
+	Kept    []string `json:"kept,omitempty"` // rejoined, peer-joined: calls kept across a server restart
 	Reason  string   `json:"reason,omitempty"`
 	State   string   `json:"state,omitempty"`
 	Label   string   `json:"label,omitempty"`
@@ -44,7 +45,7 @@ func (p *printer) event(e peer.Event) {
 		p.line(e.String())
 		return
 	}
-	j := jsonEvent{Event: string(e.Type), Remote: e.Remote, Room: e.Room, ID: e.ID, Peers: e.Peers, Created: e.Created, Reason: e.Reason, Label: e.Label}
+	j := jsonEvent{Event: string(e.Type), Remote: e.Remote, Room: e.Room, ID: e.ID, Peers: e.Peers, Created: e.Created, Kept: e.Kept, Reason: e.Reason, Label: e.Label}
 	switch e.Type {
 	case peer.EventICEState:
 		j.State = e.ICEState.String()

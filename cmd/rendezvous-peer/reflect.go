@@ -16,7 +16,8 @@ import (
 // RTP track per kind to each connection before the offer or answer, and
 // onTrack forwards the member's packets to the track of the same kind.
 type reflector struct {
-	video bool // reflect video too (false when -video uses the video section)
+	video    bool   // reflect video too (false when -video uses the video section)
+	streamID string // the MediaStream id of the return tracks
 
 	mu     sync.Mutex
 	tracks map[string]map[webrtc.RTPCodecType]*reflection // guarded by mu; by member, by kind
@@ -31,8 +32,8 @@ type reflection struct {
 	ssrc  atomic.Uint32 // SSRC of the member's incoming track, 0 until it arrives
 }
 
-func newReflector(video bool) *reflector {
-	return &reflector{video: video, tracks: make(map[string]map[webrtc.RTPCodecType]*reflection)}
+func newReflector(video bool, streamID string) *reflector {
+	return &reflector{video: video, streamID: streamID, tracks: make(map[string]map[webrtc.RTPCodecType]*reflection)}
 }
 
 func (r *reflector) kinds() []webrtc.RTPCodecType {
@@ -54,7 +55,7 @@ func (r *reflector) prepare(remoteID string, role peer.Role, pc *webrtc.PeerConn
 		if kind == webrtc.RTPCodecTypeAudio {
 			codec = audioCodecs[0].RTPCodecCapability
 		}
-		local, err := webrtc.NewTrackLocalStaticRTP(codec, "echo-"+kind.String(), "rendezvous-peer-echo")
+		local, err := webrtc.NewTrackLocalStaticRTP(codec, "echo-"+kind.String(), r.streamID)
 		if err != nil {
 			return fmt.Errorf("echo %s track: %w", kind, err)
 		}

@@ -45,6 +45,13 @@ const ui = {
   leave: $("leave"),
   chatLog: $("chat-log"),
   chatEmpty: $("chat-empty"),
+  chatPanel: $("chat-panel"),
+  chatTitle: $("chat-title"),
+  announcer: $("announcer"),
+  callHeading: $("call-heading"),
+  leftRoom: $("left-room"),
+  rejoin: $("rejoin"),
+  newRoom: $("new-room"),
   chatForm: $("chat-form"),
   chatInput: $("chat-input"),
   chatSend: $("chat-send"),
@@ -53,6 +60,22 @@ const ui = {
   logToggle: $("log-toggle"),
   logCount: $("log-count"),
   tileTemplate: $("tile-template"),
+  invite: $("invite"),
+  inviteRoom: $("invite-room"),
+  inviteLink: $("invite-link"),
+  inviteCopy: $("invite-copy"),
+  inviteCopyLabel: $("invite-copy-label"),
+  inviteShare: $("invite-share"),
+  inviteRandom: $("invite-random"),
+  btnChat: $("btn-chat"),
+  chatUnread: $("chat-unread"),
+  chatClose: $("chat-close"),
+  preview: $("preview"),
+  previewBox: $("preview-box"),
+  previewVideo: $("preview-video"),
+  previewBtn: $("preview-btn"),
+  camSelect: $("cam-select"),
+  micSelect: $("mic-select"),
 };
 
 /** Everything the page knows; exposed as window.rendezvous for tests and debugging. */
@@ -61,13 +84,23 @@ const app = {
   client: null,
   /** @type {MediaStream|null} */
   localStream: null,
+  /** @type {MediaStream|null} the camera and microphone opened in the lobby with "Preview" */
+  preview: null,
   name: "",
+  /** The room of the current or latest call ("" before the first). */
+  room: "",
+  /** Counts joins, so that media that arrives after a newer join or a leave is dropped. */
+  joinSeq: 0,
+  /** The camera and microphone are being opened (after joining). */
+  mediaPending: false,
   mic: true,
   cam: true,
   dataOnly: false,
   /** @type {Map<string, Tile>} remote members by id */
   tiles: new Map(),
   statsTimer: 0,
+  /** Chat messages from others that arrived while the chat was out of sight. */
+  unread: 0,
   /** Timings (performance.now() ms) for measuring call setup. */
   metrics: { joinAt: 0, mediaAt: 0, joinedAt: 0, peers: {} },
   logLines: 0,
@@ -86,14 +119,18 @@ window.rendezvous = app;
  * @typedef {object} Tile
  * @property {string} id
  * @property {string|null} name  name from the member's hello
+ * @property {boolean} hello  the member's hello arrived
  * @property {HTMLElement} el
  * @property {HTMLVideoElement} video
  * @property {HTMLElement} nameEl
  * @property {HTMLElement} initialsEl
  * @property {HTMLElement} stateEl
  * @property {HTMLElement} statsEl
+ * @property {HTMLElement} qualityEl  the connection-quality bars
+ * @property {{lost: number, got: number}|null} prevLoss  packet counters at the previous sample
  * @property {HTMLElement} micEl
  * @property {boolean|undefined} remoteVideo  camera state the member announced
+ * @property {number} announceTimer  pending "joined" announcement (0: none)
  */
 
 // ---------- small helpers ----------
@@ -127,14 +164,38 @@ function shortId(id) {
   return id.length > 10 ? id.slice(0, 8) + "…" : id;
 }
 
+/** The invite link of room: this page's address with only ?room=. */
+function inviteURL(room) {
+  const url = new URL(location.href);
+  url.search = "";
+  url.hash = "";
+  url.searchParams.set("room", room);
+  return url.href;
+}
+
+const roomWords = ["amber", "birch", "cedar", "coral", "delta", "ember", "fjord", "harbor", "indigo", "juniper",
+  "lagoon", "maple", "meadow", "nova", "opal", "orbit", "pine", "quartz", "river", "saffron", "summit", "tidal", "willow", "zephyr"];
+
+/** A fresh room name hard to guess: two words and a number, e.g. "cedar-orbit-4821". */
+function randomRoom() {
+  const r = new Uint32Array(3);
+  crypto.getRandomValues(r);
+  const w = (x) => roomWords[x % roomWords.length];
+  return `${w(r[0])}-${w(r[1])}-${1000 + (r[2] % 9000)}`;
+}
+
 function initials(name) {
   const words = name.replace(/[^\p{L}\p{N} ]/gu, " ").trim().split(/\s+/).filter(Boolean);
   if (!words.length) return "?";
   return (words.length > 1 ? words[0][0] + words[1][0] : words[0][0]).toUpperCase();
 }
 
+/**
+ * What to call member t: its name; a member that said hello without one is
+ * "Guest" and the start of its id; a short id only until its hello arrives.
+ */
 function displayName(t) {
-  return t.name || shortId(t.id);
+  return t.name || (t.hello ? `Guest ${t.id.slice(0, 4)}` : shortId(t.id));
 }
 
 function fmtRate(kbps) {
@@ -195,8 +256,29 @@ function notice(kind, level, text, autoHideMs = 0) {
 /** Hides the notice; with kind, only a notice of that kind. */
 function hideNotice(kind) {
   if (kind && ui.notice.dataset.kind !== kind) return;
+  clearTimeout(noticeTimer);
+  const hadFocus = ui.notice.contains(document.activeElement);
   ui.notice.hidden = true;
   ui.notice.dataset.kind = "";
+  if (hadFocus) focusMain();
+}
+
+/** Moves focus to where the current phase starts. */
+function focusMain() {
+  const phase = ui.body.dataset.phase;
+  if (phase === "call") ui.callHeading.focus();
+  else if (phase === "left") ui.rejoin.focus();
+  else (ui.room.value ? ui.join : ui.room).focus();
+}
+
+/**
+ * Announces text to screen readers (the live region #announcer): joins and
+ * leaves. The region keeps the latest few lines.
+ */
+function announce(text) {
+  const p = el("p", "", text);
+  ui.announcer.append(p);
+  while (ui.announcer.children.length > 5) ui.announcer.firstElementChild.remove();
 }
 
 /** @param {"idle"|"connecting"|"reconnecting"|"joined"|"error"} state */
@@ -211,11 +293,29 @@ function setPhase(phase) {
 
 // ---------- local media ----------
 
+/** localStorage keys of the chosen camera and microphone (deviceIds). */
+const CAM_KEY = "rendezvous.camera";
+const MIC_KEY = "rendezvous.mic";
+
+function savedDevice(key) {
+  try { return localStorage.getItem(key) || ""; } catch { return ""; }
+}
+
+/** getUserMedia constraints for the chosen (remembered) devices. */
+function mediaConstraints(video, audio) {
+  const cam = savedDevice(CAM_KEY), mic = savedDevice(MIC_KEY);
+  return {
+    video: video ? { width: { ideal: 1280 }, height: { ideal: 720 }, ...(cam ? { deviceId: { ideal: cam } } : {}) } : false,
+    audio: audio ? (mic ? { deviceId: { ideal: mic } } : true) : false,
+  };
+}
+
 /**
  * Gets the camera and/or microphone as chosen. Returns null, after telling
  * the user why, when they are blocked or missing; the call goes on without.
+ * With preview (in the lobby), the notices do not speak of a call.
  */
-async function getMedia(video, audio) {
+async function getMedia(video, audio, preview = false) {
   if (!video && !audio) return null;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     notice("camera-blocked", "warn", "This page cannot use the camera or microphone here (it needs https or localhost). You can still chat.");
@@ -223,13 +323,15 @@ async function getMedia(video, audio) {
     return null;
   }
   try {
-    return await navigator.mediaDevices.getUserMedia({
-      video: video ? { width: { ideal: 1280 }, height: { ideal: 720 } } : false,
-      audio,
-    });
+    return await navigator.mediaDevices.getUserMedia(mediaConstraints(video, audio));
   } catch (err) {
     const what = video && audio ? "Camera and microphone" : video ? "Camera" : "Microphone";
-    if (err.name === "NotAllowedError" || err.name === "SecurityError") {
+    if (preview) {
+      const why = err.name === "NotAllowedError" || err.name === "SecurityError" ? "blocked: allow access in your browser's site settings"
+        : err.name === "NotFoundError" || err.name === "OverconstrainedError" ? "not found"
+        : err.name === "NotReadableError" ? "in use by another application" : `unavailable: ${err.message || err.name}`;
+      notice("camera-blocked", "warn", `${what} ${why}. You can still join${video || audio ? " without" : ""}.`);
+    } else if (err.name === "NotAllowedError" || err.name === "SecurityError") {
       notice("camera-blocked", "warn", `${what} blocked. You are in without them; allow access in your browser's site settings, then turn them on below.`);
     } else if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
       notice("no-camera", "warn", `No ${what.toLowerCase()} found. You are in without ${video && audio ? "them" : "it"}.`);
@@ -255,10 +357,16 @@ function renderLocal() {
   ui.localName.textContent = label;
   ui.localInitials.textContent = app.name ? initials(app.name) : "You";
   const micOn = hasLive("audio") && app.mic;
-  ui.localMedia.textContent = app.dataOnly ? "data only" : `${videoOn ? "camera on" : "camera off"} · ${micOn ? "mic on" : "mic off"}`;
-  ui.btnMic.setAttribute("aria-pressed", String(micOn));
-  ui.btnCam.setAttribute("aria-pressed", String(videoOn));
-  ui.btnMic.disabled = ui.btnCam.disabled = app.dataOnly;
+  // While the devices open (just after joining) the buttons show what was
+  // chosen, and wait.
+  const pending = app.mediaPending && !app.dataOnly;
+  const state = pending ? "starting camera and microphone…" : app.dataOnly ? "data only"
+    : `${videoOn ? "camera on" : "camera off"} · ${micOn ? "mic on" : "mic off"}`;
+  ui.localMedia.textContent = state;
+  ui.btnMic.setAttribute("aria-pressed", String(pending ? app.mic : micOn));
+  ui.btnCam.setAttribute("aria-pressed", String(pending ? app.cam : videoOn));
+  ui.btnMic.disabled = ui.btnCam.disabled = app.dataOnly || pending;
+  ui.localTile.setAttribute("aria-label", `${label}, ${pending || app.dataOnly ? state : `camera ${videoOn ? "on" : "off"}, microphone ${micOn ? "on" : "off"}`}`);
 }
 
 function stopMedia() {
@@ -322,6 +430,86 @@ async function addTracks(stream) {
   await app.client.setLocalStream(app.localStream);
 }
 
+// ---------- pre-join preview ----------
+
+let previewSeq = 0;
+
+/** What the join form asks for: [video, audio]. */
+function chosenMedia() {
+  const data = ui.optData.checked;
+  return [!data && ui.optCam.checked, !data && ui.optMic.checked];
+}
+
+/** Opens the chosen camera and microphone in the lobby (only on the user's click). */
+async function startPreview() {
+  const seq = ++previewSeq;
+  stopPreview(false);
+  const [video, audio] = chosenMedia();
+  ui.previewBtn.setAttribute("aria-pressed", "true");
+  ui.previewBtn.textContent = "Stop preview";
+  ui.preview.hidden = false;
+  if (!video && !audio) { renderPreview(); return; }
+  const s = await getMedia(video, audio, true);
+  if (seq !== previewSeq) { if (s) for (const t of s.getTracks()) t.stop(); return; }
+  app.preview = s;
+  renderPreview();
+  if (s) await fillDevices();
+}
+
+/** Closes the preview's devices; with hide, hides it too. */
+function stopPreview(hide = true) {
+  if (app.preview) for (const t of app.preview.getTracks()) t.stop();
+  app.preview = null;
+  ui.previewVideo.srcObject = null;
+  if (hide) {
+    previewSeq++;
+    ui.preview.hidden = true;
+    ui.previewBtn.setAttribute("aria-pressed", "false");
+    ui.previewBtn.textContent = "Preview camera and mic";
+  }
+  renderPreview();
+}
+
+function renderPreview() {
+  const s = app.preview;
+  const on = !!s && s.getVideoTracks().some((t) => t.readyState === "live");
+  if (ui.previewVideo.srcObject !== s) ui.previewVideo.srcObject = s;
+  ui.previewBox.dataset.video = on ? "on" : "off";
+  const [video] = chosenMedia();
+  ui.previewBox.querySelector(".preview-off").textContent = video ? (s ? "No camera" : "Opening…") : "Camera off";
+}
+
+/** Fills the device pickers (labels are known once a device was allowed). */
+async function fillDevices() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+  let devices = [];
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { return; }
+  const inUse = (kind) => {
+    const t = app.preview && app.preview.getTracks().find((x) => x.kind === kind);
+    return t ? t.getSettings().deviceId || "" : "";
+  };
+  const fill = (select, kind, key, label) => {
+    const list = devices.filter((d) => d.kind === kind && d.deviceId);
+    const current = inUse(kind === "videoinput" ? "video" : "audio") || savedDevice(key);
+    select.replaceChildren(...list.map((d, i) => {
+      const o = el("option", "", d.label || `${label} ${i + 1}`);
+      o.value = d.deviceId;
+      o.selected = d.deviceId === current;
+      return o;
+    }));
+    select.disabled = list.length === 0;
+  };
+  fill(ui.camSelect, "videoinput", CAM_KEY, "Camera");
+  fill(ui.micSelect, "audioinput", MIC_KEY, "Microphone");
+}
+
+/** A device picked: remembered, and the preview reopened with it. */
+function pickDevice(key, select) {
+  try { localStorage.setItem(key, select.value); } catch { /* private mode */ }
+  log(`${key === CAM_KEY ? "Camera" : "Microphone"}: ${select.selectedOptions[0] ? select.selectedOptions[0].textContent : select.value}`);
+  if (!ui.preview.hidden) startPreview();
+}
+
 // ---------- remote tiles ----------
 
 /** @returns {Tile} */
@@ -332,30 +520,36 @@ function ensureTile(id) {
   const figure = frag.querySelector(".tile");
   figure.dataset.peer = id;
   t = {
-    id, name: null, el: figure,
+    id, name: null, hello: false, el: figure,
     video: figure.querySelector("video"),
     nameEl: figure.querySelector(".name"),
     initialsEl: figure.querySelector(".initials"),
     stateEl: figure.querySelector(".state"),
     statsEl: figure.querySelector(".stats"),
+    qualityEl: figure.querySelector(".quality"),
+    prevLoss: null,
     micEl: figure.querySelector(".muted-mic"),
     remoteVideo: undefined,
+    announceTimer: 0,
   };
   app.tiles.set(id, t);
   renderTile(t);
   setTileState(t, "new");
   ui.tiles.append(figure);
   ui.tiles.dataset.count = String(app.tiles.size + 1);
+  renderInvite();
   return t;
 }
 
 function removeTile(id) {
   const t = app.tiles.get(id);
   if (!t) return;
+  clearTimeout(t.announceTimer);
   t.video.srcObject = null;
   t.el.remove();
   app.tiles.delete(id);
   ui.tiles.dataset.count = String(app.tiles.size + 1);
+  renderInvite();
 }
 
 function clearTiles() {
@@ -370,6 +564,11 @@ function renderTile(t) {
   const track = t.video.srcObject ? t.video.srcObject.getVideoTracks()[0] : null;
   const on = !!track && !track.muted && track.readyState === "live" && t.remoteVideo !== false && t.video.videoWidth > 0;
   t.el.dataset.video = on ? "on" : "off";
+  // The tile's accessible name: "Bob, connected, microphone off".
+  const parts = [displayName(t), (stateLabels[t.el.dataset.state] || t.el.dataset.state || "waiting").toLowerCase()];
+  if (!t.micEl.hidden) parts.push("microphone off");
+  if (t.remoteVideo === false) parts.push("camera off");
+  t.el.setAttribute("aria-label", parts.join(", "));
 }
 
 const stateLabels = {
@@ -380,6 +579,103 @@ const stateLabels = {
 function setTileState(t, state) {
   t.el.dataset.state = state;
   t.stateEl.textContent = stateLabels[state] || state;
+  if (state !== "connected") renderQuality(t, state === "failed" || state === "disconnected" ? 1 : 0);
+  renderTile(t);
+}
+
+// ---------- invite card (alone in a room) ----------
+
+/** Shows the invite card while nobody else is in the room. */
+function renderInvite() {
+  const alone = ui.body.dataset.phase === "call" && app.tiles.size === 0;
+  ui.body.toggleAttribute("data-alone", alone);
+  if (!alone) { ui.invite.hidden = true; return; }
+  const href = inviteURL(app.room);
+  ui.inviteRoom.textContent = `“${app.room}”`;
+  ui.inviteLink.textContent = href;
+  ui.inviteLink.href = href;
+  ui.inviteShare.hidden = typeof navigator.share !== "function";
+  if (ui.invite.hidden) setCopied(false);
+  ui.invite.hidden = false;
+}
+
+let copiedTimer = 0;
+
+/** Shows on the Copy button whether the link was just copied. */
+function setCopied(copied) {
+  clearTimeout(copiedTimer);
+  ui.inviteCopy.dataset.copied = copied ? "true" : "false";
+  ui.inviteCopyLabel.textContent = copied ? "Copied ✓" : "Copy link";
+  if (copied) copiedTimer = setTimeout(() => setCopied(false), 4000);
+}
+
+/** Copies the room's invite link to the clipboard; true when it did. */
+async function copyInvite() {
+  const href = inviteURL(app.room);
+  try {
+    await navigator.clipboard.writeText(href);
+    return true;
+  } catch (err) {
+    log(`Copy failed: ${err.name}: ${err.message}`, "error");
+    return false;
+  }
+}
+
+async function onInviteCopy() {
+  if (await copyInvite()) {
+    setCopied(true);
+    announce("Invite link copied");
+  } else {
+    // Select the link so that it can be copied by hand.
+    const range = document.createRange();
+    range.selectNodeContents(ui.inviteLink);
+    const sel = getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    notice("copy-failed", "warn", "Could not copy the link: it is selected, copy it by hand.", 8000);
+  }
+}
+
+async function onInviteShare() {
+  try {
+    await navigator.share({ title: `Rendezvous: ${app.room}`, text: `Join me in “${app.room}”`, url: inviteURL(app.room) });
+  } catch (err) {
+    if (err.name !== "AbortError") log(`Share failed: ${err.name}: ${err.message}`, "error");
+  }
+}
+
+/** Leaves the (empty) room for a new one with a random name, same choices. */
+function newRandomRoom() {
+  const room = randomRoom();
+  log(`Moving to a new random room “${room}”`);
+  endCall();
+  ui.room.value = room;
+  ui.name.value = app.name;
+  ui.form.requestSubmit();
+}
+
+// ---------- the chat sheet (phones) ----------
+
+/** Whether the chat panel can be seen now (on a phone, only as the open sheet). */
+function chatVisible() {
+  return ui.chatPanel.checkVisibility ? ui.chatPanel.checkVisibility() : ui.chatPanel.offsetParent !== null;
+}
+
+function setChatOpen(open) {
+  ui.body.toggleAttribute("data-chat-open", open);
+  ui.btnChat.setAttribute("aria-expanded", String(open));
+  if (open) {
+    app.unread = 0;
+    ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+    if (!ui.chatInput.disabled) ui.chatInput.focus();
+  }
+  renderUnread();
+}
+
+function renderUnread() {
+  ui.chatUnread.hidden = app.unread === 0;
+  ui.chatUnread.textContent = app.unread > 99 ? "99+" : String(app.unread);
+  ui.btnChat.setAttribute("aria-label", app.unread ? `Chat, ${app.unread} unread` : "Chat");
 }
 
 /** @param {Tile} t */
@@ -404,13 +700,64 @@ function attachStream(t, stream, track) {
   }
 }
 
+/**
+ * Packet loss from member id since the previous sample, 0..1 (null:
+ * unknown), from the inbound-rtp counters of its connection.
+ * @param {Tile} t
+ */
+async function lossFor(t) {
+  const peer = app.client.peers.get(t.id);
+  if (!peer || !peer.pc) return null;
+  let lost = 0, got = 0;
+  (await peer.pc.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp") { lost += r.packetsLost || 0; got += r.packetsReceived || 0; }
+  });
+  const prev = t.prevLoss;
+  t.prevLoss = { lost, got };
+  if (!prev) return null;
+  const dl = lost - prev.lost, dg = got - prev.got;
+  return dl + dg > 0 ? Math.max(0, dl) / (dl + dg) : null;
+}
+
+const qualityNames = ["measuring", "poor", "fair", "good"];
+
+/**
+ * The connection quality, 0 (unknown) to 3 (good), from the round-trip
+ * time, the packet loss and the bitrate received.
+ * @param {Tile} t
+ * @param {import("./signal.js").PeerStats} s
+ * @param {number|null} loss
+ */
+function quality(t, s, loss) {
+  const state = t.el.dataset.state;
+  if (state === "failed" || state === "disconnected") return 1;
+  if (state !== "connected" || s.rtt == null) return 0;
+  let q = 3;
+  if (s.rtt > 400 || (loss != null && loss > 0.08)) q = 1;
+  else if (s.rtt > 150 || (loss != null && loss > 0.02)) q = 2;
+  // Video announced on, yet (almost) nothing arrives.
+  if (t.remoteVideo && s.inKbps != null && s.inKbps < 30) q = Math.min(q, 2);
+  return q;
+}
+
+/** Shows quality level q (0–3) on tile t's bars. */
+function renderQuality(t, q) {
+  t.qualityEl.dataset.level = String(q);
+  const label = `Connection ${qualityNames[q]}`;
+  if (t.qualityEl.getAttribute("aria-label") !== label) {
+    t.qualityEl.setAttribute("aria-label", label);
+    t.qualityEl.title = `${label}. Details: click`;
+  }
+}
+
 async function updateStats() {
   const c = app.client;
   if (!c) return;
   for (const t of app.tiles.values()) {
-    let s;
+    let s, loss = null;
     try {
       s = await c.stats(t.id);
+      loss = await lossFor(t);
     } catch {
       continue;
     }
@@ -418,27 +765,29 @@ async function updateStats() {
     t.el.dataset.rtt = s.rtt == null ? "" : s.rtt.toFixed(1);
     t.el.dataset.pair = s.pairType || "";
     t.el.dataset.frames = String(s.framesDecoded);
+    const q = quality(t, s, loss);
+    t.el.dataset.quality = qualityNames[q];
+    renderQuality(t, q);
     if (t.el.dataset.state !== "connected" && !s.pairType) {
       t.statsEl.textContent = "";
       continue;
     }
     const parts = [
       ["RTT", s.rtt == null ? "–" : `${s.rtt < 10 ? s.rtt.toFixed(1) : Math.round(s.rtt)} ms`],
-      ["↓", fmtRate(s.inKbps)],
-      ["↑", fmtRate(s.outKbps)],
+      ["Loss", loss == null ? "–" : `${(loss * 100).toFixed(loss < 0.1 ? 1 : 0)} %`],
+      ["Received", fmtRate(s.inKbps)],
+      ["Sent", fmtRate(s.outKbps)],
     ];
-    t.statsEl.replaceChildren();
-    parts.forEach(([k, v], i) => {
-      if (i) t.statsEl.append(el("span", "sep", "·"));
-      t.statsEl.append(`${k} `, el("b", "", v));
-    });
+    if (s.frameWidth) parts.push(["Video", `${s.frameWidth}×${s.frameHeight}${s.framesPerSecond != null ? ` ${Math.round(s.framesPerSecond)} fps` : ""}`]);
     if (s.pairType) {
-      t.statsEl.append(el("span", "sep", "·"));
       const types = s.localType === s.remoteType ? s.localType : `${s.localType}/${s.remoteType}`;
-      const b = el("b", "pair", types);
-      b.title = `Candidate pair: local ${s.localType}, remote ${s.remoteType}`;
-      t.statsEl.append(b);
+      const how = s.pairType === "relay" ? "relayed" : s.pairType === "srflx" ? "through NAT" : "direct";
+      parts.push(["Path", `${how} (${types})`]);
     }
+    const dl = el("dl");
+    for (const [k, v] of parts) dl.append(el("dt", "", k), el("dd", k === "Path" ? "pair" : "", v));
+    if (s.pairType) dl.lastElementChild.title = `Candidate pair: local ${s.localType}, remote ${s.remoteType}`;
+    t.statsEl.replaceChildren(dl);
     renderTile(t);
   }
 }
@@ -457,6 +806,10 @@ function addChat(from, text, who) {
   li.append(el("div", "body", text));
   ui.chatLog.append(li);
   ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+  if (who === "theirs" && !chatVisible()) {
+    app.unread++;
+    renderUnread();
+  }
 }
 
 function setChatEnabled() {
@@ -497,11 +850,14 @@ function onData(id, data) {
   switch (msg.kind) {
     case "hello":
       if (echo) return;
+      t.hello = true;
+      renderTile(t);
       if (typeof msg.name === "string" && msg.name) {
         t.name = msg.name.slice(0, 32);
         log(`${shortId(id)} is ${t.name}`, "peer");
         renderTile(t);
       }
+      announceJoin(t);
       return;
     case "media":
       if (echo) return;
@@ -528,17 +884,18 @@ async function join(ev) {
   app.cam = !app.dataOnly && ui.optCam.checked;
   app.mic = !app.dataOnly && ui.optMic.checked;
   app.metrics = { joinAt: performance.now(), mediaAt: 0, joinedAt: 0, peers: {} };
+  const seq = ++app.joinSeq;
+  app.mediaPending = app.cam || app.mic;
   hideNotice();
-  ui.join.disabled = true;
+  ui.join.disabled = ui.rejoin.disabled = true;
   setStatus("connecting", "Connecting…");
   log(`Joining room “${room}”${app.dataOnly ? " (data only)" : ""}`);
 
-  app.localStream = await getMedia(app.cam, app.mic);
-  app.metrics.mediaAt = performance.now();
-  renderLocal();
-
+  // Join first, then open the camera and microphone: a room that turns out
+  // to be full (or a refused join) never opens a device. The connections
+  // negotiate their audio and video up front, so the tracks are added
+  // without a new offer.
   const client = app.client;
-  await client.setLocalStream(app.localStream);
   const opts = {};
   if (joinToken) opts.token = joinToken;
   const cap = parseInt(params.get("capacity") || "", 10);
@@ -546,10 +903,9 @@ async function join(ev) {
   try {
     await client.join(room, opts);
   } catch (err) {
-    await client.setLocalStream(null);
-    stopMedia();
-    renderLocal();
-    ui.join.disabled = false;
+    if (seq !== app.joinSeq) return;
+    app.mediaPending = false;
+    ui.join.disabled = ui.rejoin.disabled = false;
     setStatus("error", "Not connected");
     switch (err.code) {
       case "full":
@@ -578,13 +934,74 @@ async function join(ev) {
         notice("error", "error", `Could not join: ${err.message}`);
         log(`join failed: ${err.code}: ${err.message}`, "error");
     }
+    if (ui.body.dataset.phase === "left") ui.rejoin.focus();
     return;
   }
+  let stream;
+  if (app.preview) {
+    // The preview's devices, already open: no second prompt.
+    stream = app.preview;
+    app.preview = null;
+    stopPreview();
+  } else {
+    stopPreview(); // one still opening is dropped
+    stream = await getMedia(app.cam, app.mic);
+  }
+  if (seq !== app.joinSeq || !inCall()) {
+    // Left (or joined again) while the camera was opening.
+    if (stream) for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  app.mediaPending = false;
+  app.localStream = stream;
+  app.metrics.mediaAt = performance.now();
+  renderLocal();
+  await client.setLocalStream(app.localStream);
+  announceMedia();
+}
+
+/** Rejoin (after Leave): the same room, with the same name and choices. */
+function rejoin() {
+  ui.room.value = app.room;
+  ui.name.value = app.name;
+  ui.form.requestSubmit();
+}
+
+/** Clears the chat log (at each join). */
+function clearChat() {
+  ui.chatLog.replaceChildren(ui.chatEmpty);
+  ui.chatEmpty.hidden = false;
+  ui.chatPanel.removeAttribute("data-archived");
+  ui.chatTitle.textContent = "Chat";
+}
+
+/** Marks the chat as that of a call that ended: kept to read until the next join. */
+function archiveChat(room) {
+  if (ui.chatPanel.hasAttribute("data-archived")) return;
+  if (!ui.chatLog.querySelector(".msg")) {
+    clearChat();
+    return;
+  }
+  ui.chatPanel.setAttribute("data-archived", "");
+  ui.chatTitle.textContent = "Chat · ended call";
+  const now = new Date().toTimeString().slice(0, 5);
+  const li = el("li", "ended", `Call in “${room}” ended at ${now}. This chat is cleared when you join again.`);
+  ui.chatLog.append(li);
+  ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+}
+
+/** Announces member t's arrival once (when its name is known, or after 3 s without). */
+function announceJoin(t) {
+  if (!t.announceTimer) return;
+  clearTimeout(t.announceTimer);
+  t.announceTimer = 0;
+  announce(`${displayName(t)} joined`);
 }
 
 /** Events kept in app.events, and the detail fields kept with them. */
 const recorded = ["joined", "peerjoined", "peerleft", "reconnecting", "resumed", "seatlost",
-  "removed", "disconnected", "left", "full", "error"];
+  "removed", "disconnected", "left", "full", "error", "serverrestart", "reconnected", "peerback",
+  "icerestart"];
 
 function record(client) {
   for (const type of recorded) {
@@ -606,10 +1023,16 @@ function wire(client) {
   record(client);
   client.on("joined", (j) => {
     app.metrics.joinedAt = performance.now();
+    app.room = j.room;
+    if (!j.rejoined) clearChat();
+    const wasInCall = ui.body.dataset.phase === "call";
     setPhase("call");
-    ui.join.disabled = false;
+    renderLocal();
+    ui.join.disabled = ui.rejoin.disabled = false;
     ui.roomChip.hidden = false;
     ui.roomName.textContent = j.room;
+    ui.roomName.title = j.room;
+    renderInvite();
     updateSeats();
     setStatus("joined", j.created ? "In call · waiting for others" : "In call");
     log(`${j.created ? "Created" : "Joined"} room “${j.room}” as ${j.id} (capacity ${j.capacity})${j.rejoined ? " again" : ""}`);
@@ -622,9 +1045,17 @@ function wire(client) {
     setChatEnabled();
     clearInterval(app.statsTimer);
     app.statsTimer = setInterval(updateStats, 1000);
+    const others = j.peers.length;
+    ui.callHeading.textContent = `Call in room “${j.room}”`;
+    announce(`You joined room “${j.room}”. ${others ? `${others} other${others === 1 ? " is" : "s are"} here.` : "Nobody else is here yet."}`);
+    // Focus into the call (not when rejoining on our own: the user may be typing).
+    if (!wasInCall) ui.callHeading.focus();
   });
   client.on("peerjoined", ({ id }) => {
-    ensureTile(id);
+    const t = ensureTile(id);
+    // Announced with the name from its hello; without one, after 3 s.
+    clearTimeout(t.announceTimer);
+    t.announceTimer = setTimeout(() => announceJoin(t), 3000);
     updateSeats();
     hideNotice("peer-left");
     log(`${shortId(id)} joined`, "peer");
@@ -640,8 +1071,11 @@ function wire(client) {
       log(`Connection to ${who} closed: our seat was lost`, "peer");
       return;
     }
-    const why = reason === "left" ? "left the room" : `dropped out (${reason})`;
+    const why = reason === "left" ? "left the room"
+      : reason === "not-back" ? "did not come back after the server restart"
+      : `dropped out (${reason})`;
     notice("peer-left", "info", `${who} ${why}.`, 10000);
+    announce(`${who} ${why}`);
     log(`${who} ${why}`, "peer");
     if (!app.tiles.size) setStatus("joined", "In call · waiting for others");
   });
@@ -676,7 +1110,33 @@ function wire(client) {
     const quiet = ["webrtc", "media", "kicked", "room-closed"];
     if (!quiet.includes(e.code) && !e.ref) notice("error", "error", e.message);
   });
-  client.on("reconnecting", ({ attempt, delay, code, resume }) => {
+  client.on("serverrestart", () => {
+    log("The server is restarting; the call goes on peer to peer", "error");
+    notice("reconnecting", "warn", "The server restarted; your call continues. Reconnecting…");
+    setStatus("reconnecting", "Reconnecting…");
+  });
+  client.on("reconnected", ({ peers, kept, renegotiated, attempts, after }) => {
+    const n = (ids) => `${ids.length} call${ids.length === 1 ? "" : "s"}`;
+    log(`Back in the room after the server restart, after ${after} ms (${attempts} attempt${attempts === 1 ? "" : "s"}); ${n(kept)} kept, ${n(renegotiated)} set up again`);
+    for (const id of peers) ensureTile(id);
+    updateSeats();
+    notice("reconnected", "info", "Reconnected.", 5000);
+    setStatus("joined", app.tiles.size ? "In call" : "In call · waiting for others");
+  });
+  client.on("peerback", ({ id }) => {
+    const t = app.tiles.get(id);
+    log(`${t ? displayName(t) : shortId(id)} is back`, "peer");
+  });
+  client.on("icerestart", ({ id }) => {
+    const t = app.tiles.get(id);
+    log(`Connection to ${t ? displayName(t) : shortId(id)} failed; restarting it…`, "error");
+  });
+  client.on("reconnecting", ({ attempt, delay, code, resume, restart }) => {
+    if (restart) {
+      if (attempt > 1) log(`Reconnecting: attempt ${attempt} in ${delay} ms`);
+      setStatus("reconnecting", "Reconnecting…");
+      return; // serverrestart said what is true
+    }
     if (attempt === 1) {
       log(`Connection to the server lost (${code}); reconnecting`, "error");
       notice("reconnecting", "warn", resume ? "Connection to the server lost. Reconnecting… The call goes on meanwhile."
@@ -728,6 +1188,9 @@ function updateSeats() {
 }
 
 function endCall() {
+  app.joinSeq++; // media still opening is dropped
+  app.mediaPending = false;
+  archiveChat(app.room);
   // leave() keeps the WebSocket: a join right after goes on the same
   // connection, so the server sees the leave first and keeps our seat free.
   app.client.leave();
@@ -737,6 +1200,10 @@ function endCall() {
   stopMedia();
   renderLocal();
   setPhase("lobby");
+  renderInvite();
+  setChatOpen(false);
+  app.unread = 0;
+  renderUnread();
   ui.roomChip.hidden = true;
   ui.join.disabled = false;
   setChatEnabled();
@@ -745,8 +1212,12 @@ function endCall() {
 function leave() {
   endCall();
   hideNotice();
+  setPhase("left");
+  ui.leftRoom.textContent = `“${app.room}”`;
   setStatus("idle", "Not connected");
   log("You left the room");
+  announce(`You left room “${app.room}”`);
+  ui.rejoin.focus();
 }
 
 // ---------- start ----------
@@ -761,12 +1232,34 @@ function init() {
   };
   ui.optData.addEventListener("change", syncData);
   syncData();
+  // The preview follows the choices (a chip off closes that device).
+  for (const opt of [ui.optCam, ui.optMic, ui.optData]) {
+    opt.addEventListener("change", () => { if (!ui.preview.hidden) startPreview(); });
+  }
+  ui.previewBtn.addEventListener("click", () => {
+    if (ui.previewBtn.getAttribute("aria-pressed") === "true") stopPreview();
+    else startPreview();
+  });
+  ui.camSelect.addEventListener("change", () => pickDevice(CAM_KEY, ui.camSelect));
+  ui.micSelect.addEventListener("change", () => pickDevice(MIC_KEY, ui.micSelect));
   ui.form.addEventListener("submit", join);
   ui.leave.addEventListener("click", leave);
   ui.btnMic.addEventListener("click", () => { toggleMic(); });
   ui.btnCam.addEventListener("click", () => { toggleCam(); });
   ui.chatForm.addEventListener("submit", sendChat);
   ui.noticeClose.addEventListener("click", () => hideNotice());
+  ui.rejoin.addEventListener("click", rejoin);
+  ui.newRoom.addEventListener("click", () => {
+    setPhase("lobby");
+    ui.room.focus();
+    ui.room.select();
+  });
+  // Esc dismisses the notice, else closes the chat sheet.
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || ev.defaultPrevented) return;
+    if (!ui.notice.hidden) hideNotice();
+    else if (ui.body.hasAttribute("data-chat-open")) { setChatOpen(false); ui.btnChat.focus(); }
+  });
   ui.logToggle.addEventListener("click", () => {
     const open = ui.logToggle.getAttribute("aria-expanded") !== "true";
     ui.logToggle.setAttribute("aria-expanded", String(open));
@@ -775,16 +1268,16 @@ function init() {
     if (open) ui.eventLog.scrollTop = ui.eventLog.scrollHeight;
   });
   ui.copyLink.addEventListener("click", async () => {
-    const url = new URL(location.href);
-    url.search = "";
-    url.searchParams.set("room", ui.roomName.textContent);
-    try {
-      await navigator.clipboard.writeText(url.href);
-      notice("copied", "info", "Invite link copied.", 3000);
-    } catch {
-      notice("copied", "info", `Invite link: ${url.href}`, 8000);
-    }
+    if (await copyInvite()) notice("copied", "info", "Invite link copied.", 3000);
+    else notice("copied", "info", `Invite link: ${inviteURL(app.room)}`, 8000);
   });
+  ui.inviteCopy.addEventListener("click", () => { onInviteCopy(); });
+  ui.inviteShare.addEventListener("click", () => { onInviteShare(); });
+  ui.inviteRandom.addEventListener("click", newRandomRoom);
+  ui.btnChat.addEventListener("click", () => setChatOpen(ui.btnChat.getAttribute("aria-expanded") !== "true"));
+  ui.chatClose.addEventListener("click", () => { setChatOpen(false); ui.btnChat.focus(); });
+  // Messages become seen when the chat comes into sight (a wider window, say).
+  window.addEventListener("resize", () => { if (app.unread && chatVisible()) { app.unread = 0; renderUnread(); } });
   const debug = params.has("debug");
   app.client = new RendezvousClient(debug ? {
     debug: (line) => {
@@ -798,6 +1291,7 @@ function init() {
   window.addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
   setChatEnabled();
   renderLocal();
+  renderUnread();
   (ui.room.value ? ui.join : ui.room).focus();
   log("Ready");
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // signal.js: the Rendezvous browser client (protocol v1).
 //
 // A small ES module with no dependencies. It connects to a Rendezvous
@@ -15,15 +16,20 @@
 //
 // Protocol v1 in short: the member that joins an existing room (it gets
 // `joined`, with the ids of the members already there) sends an offer to
-// each of them; members already in the room only answer. There is no glare
-// by design. ICE candidates trickle through the server; candidates that
-// arrive before the remote description are buffered. Signaling messages are
-// handled one at a time, in order, through a promise queue.
+// each of them; members already in the room only answer, so the first
+// offer never collides. After it, either side renegotiates when it needs
+// to (addLocalTrack, removeLocalTrack, an ICE restart when the connection
+// fails), with perfect negotiation: on glare the polite side (the greater
+// id, as in package peer) rolls its offer back and answers, the impolite
+// side ignores the other's offer. ICE candidates trickle through the
+// server; candidates that arrive before the remote description are
+// buffered. Signaling messages are handled one at a time, in order,
+// through a promise queue.
 //
 // Media: every connection negotiates one audio and one video transceiver
 // (sendrecv) and the data channel up front, whether or not a local stream is
 // set, so setLocalStream() later only swaps tracks (replaceTrack) and never
-// needs a new offer.
+// needs a new offer. addLocalTrack() sends more tracks, and renegotiates.
 //
 // Resume: when the WebSocket drops (no close frame: a network blip, a
 // proxy restart), the client reconnects with backoff and takes its seat
@@ -36,6 +42,12 @@
 // is closed and the client joins the room afresh, as a newcomer. Closes
 // and timers go through the same queue as server messages, so every state
 // change happens in order with them.
+//
+// Server restart: a server shutting down says peer-left "shutdown" for
+// every member and closes with 1001. The call does not need the server,
+// so the peer connections are kept; the client reconnects with backoff
+// and joins the next server's room under the same id. Connections still
+// connected are kept as they are, without a new offer, on both sides.
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -56,7 +68,8 @@ export class SignalError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {object} [extra] more fields copied onto the error (ref, room, capacity)
+   * @param {{ref?: string, room?: string, capacity?: number}} [extra] more
+   *   fields copied onto the error (ref, room, capacity)
    */
   constructor(code, message, extra = {}) {
     super(message);
@@ -139,16 +152,20 @@ export class SignalError extends Error {
  * then `resumed`. A blip that costs the seat gives `reconnecting`,
  * `peerleft` (reason "seat-lost") for every member, `seatlost`, more
  * `reconnecting` maybe, then `joined` with rejoined: true. Giving up gives
- * `disconnected` with wasJoined: true.
+ * `disconnected` with wasJoined: true. A server shutdown gives
+ * `serverrestart`, `reconnecting` (one or more), then `reconnected` (or
+ * `resumed`, should the seat still be there), the calls going on all along.
  *
  * @typedef {object} ClientEvents
  * @property {JoinResult} joined this client is in a room: join() succeeded,
  *   or the client joined afresh after losing its seat (rejoined: true)
  * @property {{id: string}} peerjoined a member joined the room after us
  * @property {{id: string, reason: string}} peerleft a member left; reason is
- *   the server's (left, disconnected, timeout, slow, shutdown, kicked,
- *   room-closed), or "seat-lost" when this client lost its own seat and
- *   closed the connection to the member itself
+ *   the server's (left, disconnected, timeout, slow, kicked, room-closed),
+ *   "seat-lost" when this client lost its own seat and closed the
+ *   connection to the member itself, or "not-back" when the member did
+ *   not come back after a server restart. (The server's "shutdown" gives
+ *   no peerleft: the call goes on; see serverrestart.)
  * @property {{id: string, state: RTCPeerConnectionState}} connectionstatechange
  *   a peer connection's state changed (new, connecting, connected,
  *   disconnected, failed, closed)
@@ -164,17 +181,42 @@ export class SignalError extends Error {
  *   Refusals of the client's own reconnection joins are not reported here
  *   (see seatlost and disconnected).
  * @property {{message: string}} log a server log line (server run with -client-log)
- * @property {{attempt: number, delay: number, code: number, reason: string, resume: boolean}} reconnecting
+ * @property {{attempt: number, delay: number, code: number, reason: string, resume: boolean, restart: boolean}} reconnecting
  *   the WebSocket dropped while in a room (code and reason of its close,
  *   1006 when it just failed) and the client will try again in delay ms:
  *   attempt 1 right after the drop, then one per failed attempt. resume:
- *   whether it will ask for its seat back (false once the seat is lost).
+ *   whether it will ask for its seat back, keeping the call (false once
+ *   the seat is lost). restart: the server shut down (see serverrestart):
+ *   the call goes on and the client joins the next server under its id.
  *   The state is "reconnecting"; the peer connections and data channels
  *   stay up; relay() and signaling wait for the connection.
  * @property {{room: string, id: string, peers: string[], attempts: number, after: number, sent: number}} resumed
  *   the seat is back (same id, same peer connections) after attempts
  *   attempts and after ms; sent messages queued meanwhile went out. The
  *   server then re-sends what the client missed, which is handled as usual.
+ * @property {{room: string, id: string, peers: string[]}} serverrestart
+ *   the signaling server is shutting down (it said peer-left "shutdown",
+ *   or closed the WebSocket with 1001 "going away"). The call goes on: the
+ *   peer connections with peers (ids) are kept (no peerleft), media and
+ *   data channels keep flowing; the client reconnects with backoff
+ *   (reconnecting events) and, once a server answers, joins the room
+ *   again under the same id (reconnected). Reconnecting gives up after
+ *   reconnectTimeout, as after any drop.
+ * @property {{room: string, id: string, peers: string[], kept: string[], renegotiated: string[], attempts: number, after: number}} reconnected
+ *   back in the room under the same id after a server restart, after
+ *   attempts attempts and after ms. peers: the members in the room now;
+ *   kept: those whose connection was still connected and is kept as it is
+ *   (no new offer); renegotiated: those offered a new connection (theirs
+ *   was no longer connected). Members not back yet keep their connection
+ *   while they rejoin (peerjoined is not emitted for a kept one); one not
+ *   back within resumeWindow, or whose connection fails first, gets
+ *   peerleft with reason "not-back".
+ * @property {{id: string}} icerestart the connection to a member failed
+ *   and this client restarts ICE (a new offer with new ICE credentials);
+ *   connectionstatechange tells whether it recovers
+ * @property {{id: string}} peerback a member kept over a server restart
+ *   joined the room again under its id, its connection still connected:
+ *   the connection is kept as it is (no new offer, no peerjoined)
  * @property {{reason: string}} seatlost the seat could not be taken back
  *   (reason "resume-failed": the server refused it; "window": the resume
  *   window passed; "no-token": the server gave none; "new-seat": the server
@@ -192,6 +234,53 @@ export class SignalError extends Error {
  *   reconnecting gave up (reconnectTimeout passed, or the server refused
  *   the join afresh: error). Not after close().
  * @property {{}} left this client left the room (leave() or close())
+ */
+
+/**
+ * A message of protocol v1 to or from the server, parsed from or sent as
+ * JSON: a string type and the fields of that type (PROTOCOL.md). Internal.
+ * @typedef {{type: string, [field: string]: any}} WireMessage
+ */
+
+/**
+ * A join() waiting for the server's answer. Internal.
+ * @typedef {object} PendingJoin
+ * @property {string} ref the join's ref, which the answer echoes
+ * @property {(result: JoinResult) => void} resolve
+ * @property {(err: SignalError) => void} reject
+ * @property {number} timer the join's timeout
+ */
+
+/**
+ * A reconnection under way (RendezvousClient._rc). Internal.
+ * @typedef {object} Reconnection
+ * @property {number} code close code of the drop
+ * @property {string} reason close reason of the drop
+ * @property {number} received frames received on the dropped socket
+ * @property {string|null} token resume token to ask for the seat with
+ * @property {boolean} seatLost the seat is lost: the next join is afresh
+ * @property {boolean} restart the server shut down (peer-left "shutdown",
+ *   close 1001): the peer connections are kept whatever happens to the
+ *   seat, and when the seat cannot be resumed the client joins again under
+ *   its id (byId)
+ * @property {boolean} byId the next join asks for the old id, not the seat
+ * @property {number} attempt attempts made so far
+ * @property {number} delay current backoff bound, ms
+ * @property {number} since when the connection dropped (performance.now())
+ * @property {number} resumeBy end of the resume window (performance.now())
+ * @property {number} giveUpAt end of reconnecting (performance.now())
+ * @property {"waiting"|"connecting"|"joining"} phase
+ * @property {string|null} ref ref of the attempt's join, once sent
+ * @property {number} timer the next attempt
+ * @property {number} answerTimer the deadline of the answer to the join
+ * @property {number} windowTimer the end of the resume window
+ */
+
+/**
+ * RTCRtpTransceiver with `stopped`, which Chromium still has but the
+ * specification (and so TypeScript's DOM types) replaced with direction
+ * "stopped". Internal.
+ * @typedef {RTCRtpTransceiver & {stopped?: boolean}} NonStandardTransceiver
  */
 
 /**
@@ -224,7 +313,10 @@ const OUTBOX_LIMIT = 1000;
 const LEAVE_REF = "leave";
 /** Bounds the /healthz request that tells a refused WebSocket from an unreachable server. */
 const PROBE_TIMEOUT = 3000;
-/** The errors of WebSockets that closed before they opened: the server may have refused them. */
+/**
+ * The errors of WebSockets that closed before they opened: the server may have refused them.
+ * @type {WeakSet<SignalError>}
+ */
 const closedBeforeOpen = new WeakSet();
 
 let nextRef = 1;
@@ -289,9 +381,36 @@ export class Peer {
     this.transceivers = {};
     /** @type {Array<RTCIceCandidateInit|null>} remote candidates waiting for the remote description */
     this.pendingCandidates = [];
+    /**
+     * @internal
+     * @type {RendezvousClient}
+     */
     this._client = client;
+    /**
+     * @internal
+     * @type {{at: number, in: number, out: number}|null}
+     */
     this._prev = null; // previous stats sample, for bitrates
+    /** @internal @type {boolean} the first offer/answer exchange is done: later ones are renegotiations */
+    this._negotiated = false;
+    /** @internal @type {boolean} an offer of ours is being made (perfect negotiation) */
+    this._makingOffer = false;
+    /** @internal @type {boolean} the latest remote offer was ignored (glare, impolite side) */
+    this._ignoreOffer = false;
+    /** @internal @type {Map<MediaStreamTrack, RTCRtpTransceiver>} tracks of addLocalTrack() on this connection */
+    this._extra = new Map();
     this._wire();
+  }
+
+  /**
+   * Whether this side is the polite one of perfect negotiation: on glare
+   * it rolls its offer back and answers the other's. The polite side is
+   * the one whose id is lexicographically greater (package peer uses the
+   * same rule).
+   * @returns {boolean}
+   */
+  get polite() {
+    return (this._client.id || "") > this.id;
   }
 
   /** @returns {RTCPeerConnectionState} */
@@ -299,6 +418,7 @@ export class Peer {
     return this.pc.connectionState;
   }
 
+  /** @internal */
   _wire() {
     const c = this._client;
     const pc = this.pc;
@@ -311,6 +431,19 @@ export class Peer {
     pc.onconnectionstatechange = () => {
       c._debug(`${this.id}: connection ${pc.connectionState}`);
       c._emit("connectionstatechange", { id: this.id, state: pc.connectionState });
+      if ((pc.connectionState === "failed" || pc.connectionState === "closed") && c._notBack.has(this.id)) {
+        c._task(() => c._dropNotBack(this.id));
+      } else if (pc.connectionState === "failed" && this._negotiated) {
+        // ICE restart: a new offer with new ICE credentials (negotiationneeded).
+        c._debug(`${this.id}: connection failed; restarting ICE`);
+        c._emit("icerestart", { id: this.id });
+        pc.restartIce();
+      }
+    };
+    pc.onnegotiationneeded = () => {
+      // The first offer is the newcomer's (_offer); after it, any change
+      // (tracks added or removed, an ICE restart) renegotiates, on either side.
+      if (this._negotiated) this._negotiate();
     };
     pc.ontrack = (ev) => {
       if (!this.stream.getTrackById(ev.track.id)) this.stream.addTrack(ev.track);
@@ -319,7 +452,10 @@ export class Peer {
     pc.ondatachannel = (ev) => this._setChannel(ev.channel);
   }
 
-  /** @param {RTCDataChannel} ch */
+  /**
+   * @internal
+   * @param {RTCDataChannel} ch
+   */
   _setChannel(ch) {
     const c = this._client;
     this.channel = ch;
@@ -332,25 +468,32 @@ export class Peer {
   /**
    * Puts the local stream's first audio and video tracks (or none) on this
    * connection's transceivers.
+   * @internal
    * @param {MediaStream|null} stream
    */
   async _attach(stream) {
-    for (const kind of ["audio", "video"]) {
+    for (const kind of /** @type {const} */ (["audio", "video"])) {
       const t = this.transceivers[kind];
-      if (!t || t.stopped) continue;
+      if (!t || /** @type {NonStandardTransceiver} */ (t).stopped) continue;
       const track = (stream && stream.getTracks().find((x) => x.kind === kind)) || null;
       if (t.sender.track !== track) await t.sender.replaceTrack(track);
     }
   }
 
-  /** Adds remote candidates that arrived before the remote description. */
+  /**
+   * Adds remote candidates that arrived before the remote description.
+   * @internal
+   */
   async _flushCandidates() {
     const list = this.pendingCandidates;
     this.pendingCandidates = [];
     for (const cand of list) await this._addCandidate(cand);
   }
 
-  /** @param {RTCIceCandidateInit|null} cand */
+  /**
+   * @internal
+   * @param {RTCIceCandidateInit|null} cand
+   */
   async _addCandidate(cand) {
     try {
       // null is end of candidates: addIceCandidate() with no argument.
@@ -371,7 +514,8 @@ export class Peer {
     const ch = this.channel;
     if (!ch || ch.readyState !== "open") return false;
     if (typeof data === "string" || data instanceof Blob || data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
-      ch.send(data);
+      // (Each of send()'s overloads takes one of these types.)
+      ch.send(/** @type {any} */ (data));
     } else {
       ch.send(JSON.stringify(data));
     }
@@ -391,6 +535,7 @@ export class Peer {
       framesDecoded: 0, framesPerSecond: null, frameWidth: null, frameHeight: null,
       bytesReceived: 0, bytesSent: 0,
     };
+    /** @type {any} the selected RTCIceCandidatePairStats */
     let pair = null;
     report.forEach((r) => {
       if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId) || pair;
@@ -431,9 +576,67 @@ export class Peer {
     return s;
   }
 
+  /**
+   * Makes an offer for a change after the first negotiation (perfect
+   * negotiation: either side may, at any time).
+   * @internal
+   */
+  async _negotiate() {
+    const pc = this.pc;
+    const c = this._client;
+    // Not stable: the browser fires negotiationneeded again once it is.
+    if (pc.signalingState !== "stable") return;
+    try {
+      this._makingOffer = true;
+      await pc.setLocalDescription();
+      // (The state changed meanwhile: setLocalDescription awaits.)
+      if (/** @type {RTCSignalingState} */ (pc.signalingState) !== "have-local-offer") return;
+      c._debug(`${this.id}: renegotiating`);
+      c._send({ type: "offer", to: this.id, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp });
+    } catch (err) {
+      c._emit("error", { code: "webrtc", message: `Renegotiation with ${this.id}: ${err}`, id: this.id });
+    } finally {
+      this._makingOffer = false;
+    }
+  }
+
+  /**
+   * The first offer/answer exchange is done: later changes renegotiate,
+   * starting with the tracks of addLocalTrack().
+   * @internal
+   */
+  _initialDone() {
+    if (this._negotiated) return;
+    this._negotiated = true;
+    for (const { track, stream } of this._client._extraTracks) this._addExtra(track, stream);
+  }
+
+  /**
+   * @internal
+   * @param {MediaStreamTrack} track
+   * @param {MediaStream|null} stream
+   */
+  _addExtra(track, stream) {
+    if (this._extra.has(track) || this.pc.signalingState === "closed") return;
+    const t = this.pc.addTransceiver(track, { direction: "sendonly", streams: stream ? [stream] : [] });
+    this._extra.set(track, t);
+  }
+
+  /**
+   * @internal
+   * @param {MediaStreamTrack} track
+   */
+  _removeExtra(track) {
+    const t = this._extra.get(track);
+    if (!t) return;
+    this._extra.delete(track);
+    if (this.pc.signalingState !== "closed") this.pc.removeTrack(t.sender);
+  }
+
   close() {
     const pc = this.pc;
     pc.onicecandidate = pc.onconnectionstatechange = pc.ontrack = pc.ondatachannel = null;
+    pc.onnegotiationneeded = null;
     pc.oniceconnectionstatechange = pc.onsignalingstatechange = null;
     if (this.channel) this.channel.onclose = this.channel.onmessage = this.channel.onopen = null;
     pc.close();
@@ -486,28 +689,45 @@ export class RendezvousClient extends EventTarget {
     /** @type {MediaStream|null} */
     this.localStream = null;
 
-    /** @type {WebSocket|null} */
+    // Internal state (the fields that begin with _ are not part of the API).
+    /** @internal @type {WebSocket|null} */
     this._ws = null;
+    /** @internal @type {Promise<WebSocket>|null} */
     this._opening = null; // Promise<WebSocket> while connecting
+    /** @internal @type {Promise<unknown>} */
     this._queue = Promise.resolve(); // server messages and state changes, one at a time
+    /** @internal @type {PendingJoin|null} */
     this._pendingJoin = null; // {ref, resolve, reject, timer}
+    /** @internal @type {JoinOptions} */
     this._joinOpts = {}; // options of the latest join(), for a join afresh
+    /** @internal @type {boolean} */
     this._closing = false;
+    /** @internal @type {number} */
     this._generation = 0; // bumped by _reset: queued messages of an old membership are dropped
-    /** @type {object[]} messages to the server waiting for the connection */
+    /** @internal @type {WireMessage[]} messages to the server waiting for the connection */
     this._outbox = [];
+    /** @internal @type {Reconnection|null} */
     this._rc = null; // reconnection under way (see _startReconnect)
+    /** @internal @type {boolean} */
+    this._serverGoing = false; // the server said peer-left "shutdown": it is going away
+    /** @internal @type {Set<string>} members kept over a server restart and not back in the room yet */
+    this._notBack = new Set();
+    /** @internal @type {number} */
+    this._notBackTimer = 0;
+    /** @internal @type {Array<{track: MediaStreamTrack, stream: MediaStream|null}>} tracks of addLocalTrack() */
+    this._extraTracks = [];
   }
 
   /**
    * Adds a listener that receives the event's detail; returns a function
    * that removes it.
-   * @param {keyof ClientEvents} type
-   * @param {(detail: any) => void} fn
+   * @template {keyof ClientEvents} K
+   * @param {K} type
+   * @param {(detail: ClientEvents[K]) => void} fn
    * @returns {() => void}
    */
   on(type, fn) {
-    const h = (ev) => fn(ev.detail);
+    const h = (/** @type {Event} */ ev) => fn(/** @type {CustomEvent<ClientEvents[K]>} */ (ev).detail);
     this.addEventListener(type, h);
     return () => this.removeEventListener(type, h);
   }
@@ -536,7 +756,8 @@ export class RendezvousClient extends EventTarget {
       ws = await this._connect();
     } catch (err) {
       if (this.state === "connecting") this.state = "idle";
-      throw closedBeforeOpen.has(err) ? await this._whyUnreachable(err) : err;
+      // _connect rejects with SignalErrors only.
+      throw closedBeforeOpen.has(/** @type {SignalError} */ (err)) ? await this._whyUnreachable(/** @type {SignalError} */ (err)) : err;
     }
     if (this.state !== "connecting") {
       throw new SignalError("closed", "The join was cancelled by leave() or close().");
@@ -617,6 +838,7 @@ export class RendezvousClient extends EventTarget {
    * @param {string} [to]
    */
   relay(data, to) {
+    /** @type {WireMessage} */
     const msg = { type: "message", data };
     if (to) msg.to = to;
     this._send(msg);
@@ -647,6 +869,33 @@ export class RendezvousClient extends EventTarget {
   }
 
   /**
+   * Sends one more track to every member (a second camera, a screen
+   * share), besides the local stream's audio and video: each connection
+   * gets a transceiver for it and renegotiates (perfect negotiation:
+   * either side may, at any time; on glare the polite side, the one with
+   * the greater id, yields). Members that join later get it too. The
+   * other side gets a track event (in stream's stream, if given).
+   * @param {MediaStreamTrack} track
+   * @param {MediaStream} [stream]
+   */
+  addLocalTrack(track, stream) {
+    if (this._extraTracks.some((e) => e.track === track)) return;
+    this._extraTracks.push({ track, stream: stream || null });
+    for (const p of this.peers.values()) if (p._negotiated) p._addExtra(track, stream || null);
+  }
+
+  /**
+   * Stops sending a track of addLocalTrack() (removeTrack, and a
+   * renegotiation: the other side's track is muted and leaves its stream).
+   * The track itself is not stopped.
+   * @param {MediaStreamTrack} track
+   */
+  removeLocalTrack(track) {
+    this._extraTracks = this._extraTracks.filter((e) => e.track !== track);
+    for (const p of this.peers.values()) p._removeExtra(track);
+  }
+
+  /**
    * Summarized stats of the connection to one member.
    * @param {string} id
    * @returns {Promise<PeerStats|null>}
@@ -658,29 +907,56 @@ export class RendezvousClient extends EventTarget {
 
   // ---- internals ----
 
+  /**
+   * @internal
+   * @returns {number}
+   */
   _timeout() {
     return this.options.timeout || 10000;
   }
 
+  /**
+   * @internal
+   * @param {string} line
+   */
   _debug(line) {
     if (this.options.debug) this.options.debug(line);
   }
 
+  /**
+   * Dispatches event type with detail.
+   * @internal
+   * @template {keyof ClientEvents} K
+   * @param {K} type
+   * @param {ClientEvents[K]} detail
+   */
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  /**
+   * @internal
+   * @returns {RTCConfiguration}
+   */
   _rtcConfig() {
     // max-bundle: one transport for audio, video and data, so one set of
     // candidates to gather and trickle instead of one per media section.
+    /** @type {RTCConfiguration} */
     const cfg = { bundlePolicy: "max-bundle", ...(this.options.rtcConfig || {}) };
     if (!cfg.iceServers) cfg.iceServers = this.iceServers;
     return cfg;
   }
 
-  /** A join of room (default: this.room) with the options of the latest join(). */
+  /**
+   * A join of room (default: this.room) with the options of the latest join().
+   * @internal
+   * @param {string} ref
+   * @param {string|null} [room]
+   * @returns {WireMessage}
+   */
   _joinMsg(ref, room = this.room) {
     const o = this._joinOpts;
+    /** @type {WireMessage} */
     const msg = { type: "join", room, ref };
     if (o.id) msg.id = o.id;
     if (o.capacity) msg.capacity = o.capacity;
@@ -692,6 +968,8 @@ export class RendezvousClient extends EventTarget {
    * Runs fn in the queue, after the server messages received so far.
    * Closes and timers use it, so that state changes happen in order with
    * the messages.
+   * @internal
+   * @param {() => unknown} fn
    */
   _task(fn) {
     this._queue = this._queue.then(fn).catch((err) => {
@@ -705,6 +983,7 @@ export class RendezvousClient extends EventTarget {
    * 503 or 429 at a connection limit) looks the same as a server out of
    * reach. When the server answers /healthz it is up, and the error says
    * it refused the connection (code "refused"); else err stands.
+   * @internal
    * @param {SignalError} err
    * @returns {Promise<SignalError>}
    */
@@ -717,7 +996,9 @@ export class RendezvousClient extends EventTarget {
 
   /**
    * Opens the WebSocket, or returns the open one.
+   * @internal
    * @param {number} [timeout] for the opening, ms
+   * @returns {Promise<WebSocket>}
    */
   _connect(timeout = this._timeout()) {
     if (this._ws && this._ws.readyState === WebSocket.OPEN) return Promise.resolve(this._ws);
@@ -728,7 +1009,7 @@ export class RendezvousClient extends EventTarget {
       try {
         ws = new WebSocket(this.url);
       } catch (err) {
-        reject(new SignalError("unreachable", `Bad server URL ${this.url}: ${err.message}`));
+        reject(new SignalError("unreachable", `Bad server URL ${this.url}: ${/** @type {Error} */ (err).message}`));
         return;
       }
       let opened = false;
@@ -773,6 +1054,9 @@ export class RendezvousClient extends EventTarget {
   /**
    * The WebSocket closed, and not because this client closed it. What that
    * means is decided in the queue, after the frames that came before it.
+   * @internal
+   * @param {WebSocket} ws
+   * @param {CloseEvent} ev
    */
   _onSocketClose(ws, ev) {
     if (ws !== this._ws) return;
@@ -788,6 +1072,7 @@ export class RendezvousClient extends EventTarget {
    * Handles the close of the WebSocket (in the queue). In a room, a drop
    * starts a reconnection; a close that cannot be resumed takes the client
    * out of the room.
+   * @internal
    * @param {{code: number, reason: string}} close
    * @param {number} received frames received on the socket
    */
@@ -808,15 +1093,25 @@ export class RendezvousClient extends EventTarget {
     this._emit("disconnected", { code: close.code, reason: close.reason, wasJoined: wasIn });
   }
 
-  /** Closes the WebSocket without treating it as an unexpected close. */
+  /**
+   * Closes the WebSocket without treating it as an unexpected close.
+   * @internal
+   */
   _dropSocket() {
     const ws = this._ws;
     this._ws = null;
     if (ws) ws.close(1000, "bye");
   }
 
+  /**
+   * Out of the room: closes every peer connection, forgets the room.
+   * @internal
+   */
   _reset() {
     this._stopReconnect();
+    this._serverGoing = false;
+    this._notBack.clear();
+    clearTimeout(this._notBackTimer);
     for (const p of this.peers.values()) p.close();
     this.peers.clear();
     this.room = this.id = this.capacity = null;
@@ -826,6 +1121,11 @@ export class RendezvousClient extends EventTarget {
     this._generation++;
   }
 
+  /**
+   * Rejects the join in flight, if any, with err.
+   * @internal
+   * @param {SignalError} err
+   */
   _failJoin(err) {
     const pj = this._pendingJoin;
     if (!pj) return;
@@ -838,6 +1138,8 @@ export class RendezvousClient extends EventTarget {
    * Tells the server this client leaves its seat, if it has one: a leave
    * on the open WebSocket, or, when the WebSocket is gone, a resume then
    * leave on a separate one. Returns whether the client was in a room.
+   * @internal
+   * @returns {boolean}
    */
   _leaveSeat() {
     const st = this.state;
@@ -860,6 +1162,9 @@ export class RendezvousClient extends EventTarget {
   /**
    * Frees a seat this client no longer has a WebSocket for: resumes it on
    * a new WebSocket, leaves, and closes. Best effort: one try.
+   * @internal
+   * @param {string} room
+   * @param {string} token resume token
    */
   _releaseSeat(room, token) {
     let ws;
@@ -877,6 +1182,9 @@ export class RendezvousClient extends EventTarget {
   /**
    * Makes ws, whose join with ref is (or will be) out, leave the seat that
    * join takes, then close.
+   * @internal
+   * @param {WebSocket} ws
+   * @param {string|null} ref
    */
   _releaseOn(ws, ref) {
     const finish = () => {
@@ -899,6 +1207,8 @@ export class RendezvousClient extends EventTarget {
   /**
    * Sends msg to the server now, or, while the connection is down in a
    * room, queues it for after the resume.
+   * @internal
+   * @param {WireMessage} msg
    */
   _send(msg) {
     const ws = this._ws;
@@ -915,12 +1225,23 @@ export class RendezvousClient extends EventTarget {
     this._outbox.push(msg);
   }
 
+  /**
+   * Sends msg on ws, if it is open.
+   * @internal
+   * @param {WebSocket} ws
+   * @param {WireMessage} msg
+   */
   _sendOn(ws, msg) {
     if (ws.readyState !== WebSocket.OPEN) return;
     this._debug(`→ ${msg.type}${msg.to ? " to " + msg.to : ""}${msg.resume ? ` (resume, received ${msg.received})` : ""}`);
     ws.send(JSON.stringify(msg));
   }
 
+  /**
+   * A frame from the server: queues its message for _handle.
+   * @internal
+   * @param {string} text
+   */
   _onFrame(text) {
     this.framesReceived++;
     let msg;
@@ -940,12 +1261,22 @@ export class RendezvousClient extends EventTarget {
       });
   }
 
-  /** Whether msg answers the join of the reconnection under way. */
+  /**
+   * Whether msg answers the join of the reconnection under way.
+   * @internal
+   * @param {WireMessage} msg
+   * @returns {boolean}
+   */
   _isAttemptAnswer(msg) {
     return !!this._rc && !!msg.ref && msg.ref === this._rc.ref;
   }
 
-  /** Handles one server message; the queue runs these one at a time. */
+  /**
+   * Handles one server message; the queue runs these one at a time.
+   * @internal
+   * @param {WireMessage} msg
+   * @returns {Promise<void>}
+   */
   async _handle(msg) {
     switch (msg.type) {
       case "created":
@@ -983,13 +1314,36 @@ export class RendezvousClient extends EventTarget {
       case "log":
         this._emit("log", { message: msg.message });
         return;
-      case "peer-joined":
-        if (this.state !== "joined" || this.peers.has(msg.id)) return;
+      case "peer-joined": {
+        if (this.state !== "joined") return;
+        const old = this.peers.get(msg.id);
+        if (old && this._notBack.has(msg.id)) {
+          // Back after a server restart under the same id.
+          this._notBack.delete(msg.id);
+          if (old.pc.connectionState === "connected") {
+            this._debug(`${msg.id} is back; keeping the connection`);
+            this._emit("peerback", { id: msg.id });
+            return;
+          }
+          old.close();
+          this.peers.delete(msg.id);
+          this._emit("peerleft", { id: msg.id, reason: "not-back" });
+        } else if (old) {
+          return;
+        }
         // The newcomer offers; we wait for its offer.
         this._addPeer(msg.id, "answerer");
         this._emit("peerjoined", { id: msg.id });
         return;
+      }
       case "peer-left": {
+        if (msg.reason === "shutdown" && this.state === "joined") {
+          // The server is going away, the member is not: the call does
+          // not need the server, so the connection stays.
+          this._serverRestart();
+          return;
+        }
+        this._notBack.delete(msg.id);
         const p = this.peers.get(msg.id);
         if (p) {
           p.close();
@@ -1010,16 +1364,25 @@ export class RendezvousClient extends EventTarget {
     }
   }
 
-  /** Whether msg answers the join in flight (it echoes the join's ref). */
+  /**
+   * Whether msg answers the join in flight (it echoes the join's ref).
+   * @internal
+   * @param {WireMessage} msg
+   * @returns {boolean}
+   */
   _isJoinAnswer(msg) {
     const pj = this._pendingJoin;
     return !!pj && this.state === "joining" && (!msg.ref || msg.ref === pj.ref);
   }
 
-  /** An operator closed the room or kicked this client (admin API). */
+  /**
+   * An operator closed the room or kicked this client (admin API).
+   * @internal
+   * @param {WireMessage} msg
+   */
   _removed(msg) {
     if (this.state !== "joined" && this.state !== "reconnecting") return;
-    const room = this.room;
+    const room = /** @type {string} joined or reconnecting: in a room */ (this.room);
     this._reset();
     this.state = "idle";
     this._emit("removed", { reason: msg.code, message: msg.message, room });
@@ -1029,6 +1392,9 @@ export class RendezvousClient extends EventTarget {
    * Takes the seat that created/joined msg gives: a join() answered, or a
    * join afresh after a lost seat (rejoined). The client then offers to
    * each member already there.
+   * @internal
+   * @param {WireMessage} msg
+   * @param {boolean} rejoined
    */
   async _takeSeat(msg, rejoined) {
     this.room = msg.room;
@@ -1067,6 +1433,7 @@ export class RendezvousClient extends EventTarget {
   /**
    * The WebSocket dropped while in a room: keep the room, the peers and
    * their negotiations, and get a connection back.
+   * @internal
    * @param {{code: number, reason: string}} close
    * @param {number} received frames received on the dropped socket
    */
@@ -1074,21 +1441,28 @@ export class RendezvousClient extends EventTarget {
     const now = performance.now();
     const o = this.options;
     const resumeWindow = o.resumeWindow ?? 15000;
+    /** @type {Reconnection} */
     const r = {
       code: close.code, reason: close.reason, received, token: this.resumeToken,
-      seatLost: false, attempt: 0, delay: RECONNECT_MIN_DELAY, since: now,
+      seatLost: false, restart: false, byId: false, attempt: 0, delay: RECONNECT_MIN_DELAY, since: now,
       resumeBy: now + resumeWindow, giveUpAt: now + (o.reconnectTimeout ?? 60000),
       phase: "waiting", // then "connecting", "joining"
       ref: null, timer: 0, answerTimer: 0, windowTimer: 0,
     };
+    if (close.code === 1001) this._serverRestart(); // "going away": a server shutting down
+    r.restart = this._serverGoing;
+    this._serverGoing = false;
+    r.byId = r.restart && !r.token;
     this._rc = r;
     this.state = "reconnecting";
-    this._debug(`reconnecting: the connection dropped (${close.code}) after ${received} frames`);
+    this._debug(`reconnecting: the connection dropped (${close.code}) after ${received} frames${r.restart ? " (server restart)" : ""}`);
     this._schedule(r);
+    if (r.restart) return; // no resume window: the call goes on until a server is back (or reconnectTimeout)
     if (!r.token) this._loseSeat(r, "no-token");
     else r.windowTimer = setTimeout(() => this._task(() => this._windowPassed(r)), resumeWindow);
   }
 
+  /** @internal */
   _stopReconnect() {
     const r = this._rc;
     if (!r) return;
@@ -1098,7 +1472,11 @@ export class RendezvousClient extends EventTarget {
     clearTimeout(r.windowTimer);
   }
 
-  /** Schedules the next attempt, with backoff, and says so. */
+  /**
+   * Schedules the next attempt, with backoff, and says so.
+   * @internal
+   * @param {Reconnection} r
+   */
   _schedule(r) {
     const now = performance.now();
     let wait;
@@ -1111,11 +1489,18 @@ export class RendezvousClient extends EventTarget {
     wait = Math.min(wait, Math.max(0, r.giveUpAt - now));
     r.phase = "waiting";
     r.ref = null;
-    this._emit("reconnecting", { attempt: r.attempt + 1, delay: Math.round(wait), code: r.code, reason: r.reason, resume: !r.seatLost && !!r.token });
+    this._emit("reconnecting", {
+      attempt: r.attempt + 1, delay: Math.round(wait), code: r.code, reason: r.reason,
+      resume: !r.seatLost && (!!r.token || r.restart), restart: r.restart,
+    });
     r.timer = setTimeout(() => this._task(() => this._attempt(r)), wait);
   }
 
-  /** One attempt: open a WebSocket, then join (resume, or afresh). */
+  /**
+   * One attempt: open a WebSocket, then join (resume, or afresh).
+   * @internal
+   * @param {Reconnection} r
+   */
   _attempt(r) {
     if (this._rc !== r) return;
     const now = performance.now();
@@ -1123,7 +1508,7 @@ export class RendezvousClient extends EventTarget {
       this._giveUp(r, null);
       return;
     }
-    if (!r.seatLost && now >= r.resumeBy) this._loseSeat(r, "window");
+    if (!r.seatLost && !r.restart && now >= r.resumeBy) this._loseSeat(r, "window");
     r.attempt++;
     r.phase = "connecting";
     this._debug(`reconnect attempt ${r.attempt}`);
@@ -1135,17 +1520,28 @@ export class RendezvousClient extends EventTarget {
     );
   }
 
+  /**
+   * @internal
+   * @param {Reconnection} r
+   * @param {WebSocket} ws
+   */
   _sendAttemptJoin(r, ws) {
     // A socket that closed meanwhile has its close queued: it ends the attempt.
     if (this._rc !== r || ws !== this._ws || ws.readyState !== WebSocket.OPEN) return;
     r.ref = `j${nextRef++}`;
     r.phase = "joining";
     const msg = r.seatLost ? this._joinMsg(r.ref)
+      : r.byId ? this._joinByIdMsg(r.ref)
       : { type: "join", room: this.room, resume: r.token, received: r.received, ref: r.ref };
     this._sendOn(ws, msg);
     this._armAnswerTimer(r, ws);
   }
 
+  /**
+   * @internal
+   * @param {Reconnection} r
+   * @param {WebSocket} ws
+   */
   _armAnswerTimer(r, ws) {
     clearTimeout(r.answerTimer);
     const ref = r.ref;
@@ -1159,6 +1555,10 @@ export class RendezvousClient extends EventTarget {
   /**
    * An attempt failed (its socket closed, could not open, or the join was
    * refused for now): try again, unless the close says not to.
+   * @internal
+   * @param {Reconnection|null} r
+   * @param {{code: number, reason: string}|null} close
+   * @param {string} why
    */
   _attemptEnded(r, close, why) {
     if (!r || this._rc !== r) return;
@@ -1171,9 +1571,13 @@ export class RendezvousClient extends EventTarget {
     this._schedule(r);
   }
 
-  /** The answer to an attempt's join: the seat is back, or a new one. */
+  /**
+   * The answer to an attempt's join: the seat is back, or a new one.
+   * @internal
+   * @param {WireMessage} msg
+   */
   async _onAttemptJoined(msg) {
-    const r = this._rc;
+    const r = /** @type {Reconnection} msg answers its join (_isAttemptAnswer) */ (this._rc);
     clearTimeout(r.answerTimer);
     if (msg.type === "joined" && msg.resumed && !r.seatLost) {
       this._stopReconnect();
@@ -1187,7 +1591,7 @@ export class RendezvousClient extends EventTarget {
       const ws = this._ws;
       const queued = ws && ws.readyState === WebSocket.OPEN ? this._outbox : [];
       if (queued.length) this._outbox = [];
-      for (const m of queued) this._sendOn(ws, m);
+      for (const m of queued) this._sendOn(/** @type {WebSocket} queued is empty without one */ (ws), m);
       this._debug(`resumed after ${r.attempt} attempts; sent ${queued.length} queued messages`);
       this._emit("resumed", {
         room: msg.room, id: msg.id, peers: Array.isArray(msg.peers) ? msg.peers : [],
@@ -1195,24 +1599,35 @@ export class RendezvousClient extends EventTarget {
       });
       return;
     }
+    if (r.restart && !r.seatLost && msg.id === this.id && msg.room === this.room) {
+      await this._rejoined(msg, r);
+      return;
+    }
     if (!r.seatLost) this._loseSeat(r, "new-seat");
     this._stopReconnect();
     await this._takeSeat(msg, true);
   }
 
-  /** The server refused an attempt's join. */
+  /**
+   * The server refused an attempt's join.
+   * @internal
+   * @param {WireMessage} msg
+   */
   _onAttemptError(msg) {
-    const r = this._rc;
+    const r = /** @type {Reconnection} msg answers its join (_isAttemptAnswer) */ (this._rc);
     clearTimeout(r.answerTimer);
     this._debug(`reconnect: join refused: ${msg.code}: ${msg.message}`);
     const ws = this._ws;
     switch (msg.code) {
       case "resume-failed":
-        if (!r.seatLost) this._loseSeat(r, "resume-failed");
+        // After a server restart: a new server, which knows nothing of
+        // the seat. Join again under the same id, keeping the call.
+        if (r.restart && !r.seatLost) r.byId = true;
+        else if (!r.seatLost) this._loseSeat(r, "resume-failed");
         if (ws && ws.readyState === WebSocket.OPEN) {
           // Join afresh on the same connection.
           r.ref = `j${nextRef++}`;
-          this._sendOn(ws, this._joinMsg(r.ref));
+          this._sendOn(ws, r.byId && !r.seatLost ? this._joinByIdMsg(r.ref) : this._joinMsg(r.ref));
           this._armAnswerTimer(r, ws);
           return;
         }
@@ -1228,16 +1643,120 @@ export class RendezvousClient extends EventTarget {
     }
   }
 
-  /** The resume window passed: unless a resume is being answered, the seat is lost. */
+  /**
+   * The resume window passed: unless a resume is being answered, the seat is lost.
+   * @internal
+   * @param {Reconnection} r
+   */
   _windowPassed(r) {
-    if (this._rc !== r || r.seatLost || r.phase === "joining") return;
+    if (this._rc !== r || r.seatLost || r.restart || r.phase === "joining") return;
     this._loseSeat(r, "window");
+  }
+
+  /**
+   * The server is shutting down (peer-left "shutdown", or a close 1001):
+   * says so once; the reconnection that follows keeps the call.
+   * @internal
+   */
+  _serverRestart() {
+    if (this._serverGoing || (this._rc && this._rc.restart)) return;
+    this._serverGoing = true;
+    this._debug("the server is shutting down; the call goes on");
+    this._emit("serverrestart", {
+      room: /** @type {string} joined: in a room */ (this.room),
+      id: /** @type {string} */ (this.id),
+      peers: [...this.peers.keys()],
+    });
+  }
+
+  /**
+   * A join of this.room under this client's id (after a server restart).
+   * @internal
+   * @param {string} ref
+   * @returns {WireMessage}
+   */
+  _joinByIdMsg(ref) {
+    return { ...this._joinMsg(ref), id: this.id };
+  }
+
+  /**
+   * Back in the room under the same id after a server restart: keeps the
+   * connections that are still connected, offers anew to the members whose
+   * connection is not, and waits for the others to come back.
+   * @internal
+   * @param {WireMessage} msg created or joined
+   * @param {Reconnection} r
+   */
+  async _rejoined(msg, r) {
+    this._stopReconnect();
+    this.state = "joined";
+    this.resumeToken = msg.resume || null;
+    if (Array.isArray(msg.iceServers)) this.iceServers = msg.iceServers;
+    if (msg.capacity) this.capacity = msg.capacity;
+    /** @type {string[]} */
+    const peers = Array.isArray(msg.peers) ? msg.peers : [];
+    /** @type {string[]} */
+    const kept = [];
+    /** @type {string[]} */
+    const renegotiate = [];
+    for (const id of peers) {
+      const p = this.peers.get(id);
+      if (p && p.pc.connectionState === "connected") kept.push(id);
+      else renegotiate.push(id);
+    }
+    this._notBack.clear();
+    for (const id of this.peers.keys()) if (!peers.includes(id)) this._notBack.add(id);
+    clearTimeout(this._notBackTimer);
+    if (this._notBack.size) {
+      const gen = this._generation;
+      this._notBackTimer = setTimeout(() => this._task(() => {
+        if (gen === this._generation) for (const id of [...this._notBack]) this._dropNotBack(id);
+      }), this.options.resumeWindow ?? 15000);
+    }
+    // Relayed messages queued meanwhile go out; signals for the old
+    // server's negotiations do not (the connections kept need none).
+    const queued = this._outbox.filter((m) => m.type === "message");
+    this._outbox = [];
+    const ws = this._ws;
+    if (ws) for (const m of queued) this._sendOn(ws, m);
+    this._debug(`rejoined after a server restart: kept ${kept.join(",") || "none"}, offering to ${renegotiate.join(",") || "none"}`);
+    this._emit("reconnected", {
+      room: msg.room, id: msg.id, peers, kept, renegotiated: renegotiate,
+      attempts: r.attempt, after: Math.round(performance.now() - r.since),
+    });
+    for (const id of renegotiate) {
+      // A member that came in while the server was down is new to us.
+      if (!this.peers.has(id)) this._emit("peerjoined", { id });
+      try {
+        await this._offer(id);
+      } catch (err) {
+        this._emit("error", { code: "webrtc", message: `Offer to ${id}: ${err}`, id });
+      }
+    }
+  }
+
+  /**
+   * A member kept over a server restart did not come back (or its
+   * connection failed before it did): closes the connection to it.
+   * @internal
+   * @param {string} id
+   */
+  _dropNotBack(id) {
+    if (!this._notBack.delete(id)) return;
+    const p = this.peers.get(id);
+    if (!p) return;
+    p.close();
+    this.peers.delete(id);
+    this._emit("peerleft", { id, reason: "not-back" });
   }
 
   /**
    * The seat is gone: the other members have seen this client leave (or
    * will), so every peer connection is closed, and what waited to be sent
    * to them dropped. Reconnecting goes on, to join afresh.
+   * @internal
+   * @param {Reconnection} r
+   * @param {string} reason
    */
   _loseSeat(r, reason) {
     r.seatLost = true;
@@ -1245,19 +1764,25 @@ export class RendezvousClient extends EventTarget {
     this.resumeToken = null;
     this._outbox = [];
     const ids = [...this.peers.keys()];
-    for (const id of ids) this.peers.get(id).close();
+    for (const id of ids) /** @type {Peer} */ (this.peers.get(id)).close();
     this.peers.clear();
     this._debug(`seat lost (${reason})`);
     for (const id of ids) this._emit("peerleft", { id, reason: "seat-lost" });
     this._emit("seatlost", { reason });
   }
 
-  /** Stops reconnecting: the client is out of the room. */
+  /**
+   * Stops reconnecting: the client is out of the room.
+   * @internal
+   * @param {Reconnection} r
+   * @param {{code?: number, reason?: string, error?: {code: string, message: string}}|null} why
+   */
   _giveUp(r, why) {
     this._debug(`reconnecting gave up after ${r.attempt} attempts`);
     this._reset();
     this._dropSocket();
     this.state = "idle";
+    /** @type {ClientEvents["disconnected"]} */
     const detail = { code: r.code, reason: r.reason, wasJoined: true };
     if (why && why.code != null) Object.assign(detail, { code: why.code, reason: why.reason });
     if (why && why.error) detail.error = why.error;
@@ -1266,16 +1791,25 @@ export class RendezvousClient extends EventTarget {
 
   // ---- negotiation ----
 
-  /** @returns {Peer} */
+  /**
+   * @internal
+   * @param {string} id
+   * @param {"offerer"|"answerer"} role
+   * @returns {Peer}
+   */
   _addPeer(id, role) {
     const p = new Peer(this, id, role);
     this.peers.set(id, p);
     return p;
   }
 
-  /** The newcomer's side: create the connection and send an offer. */
+  /**
+   * The newcomer's side: create the connection and send an offer.
+   * @internal
+   * @param {string} id
+   */
   async _offer(id) {
-    if (this.peers.has(id)) this.peers.get(id).close();
+    if (this.peers.has(id)) /** @type {Peer} */ (this.peers.get(id)).close();
     const p = this._addPeer(id, "offerer");
     const pc = p.pc;
     p.transceivers.audio = pc.addTransceiver("audio", { direction: "sendrecv" });
@@ -1283,12 +1817,20 @@ export class RendezvousClient extends EventTarget {
     p._setChannel(pc.createDataChannel(DATA_CHANNEL_LABEL));
     await p._attach(this.localStream);
     await pc.setLocalDescription(await pc.createOffer());
-    this._send({ type: "offer", to: id, sdp: pc.localDescription.sdp });
+    this._send({ type: "offer", to: id, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp });
   }
 
-  /** A member already in the room's side: answer the newcomer's offer. */
+  /**
+   * A member already in the room's side: answer the newcomer's offer.
+   * @internal
+   * @param {WireMessage} msg
+   */
   async _onOffer(msg) {
     let p = this.peers.get(msg.from);
+    if (p && p._negotiated && p.pc.signalingState !== "closed") {
+      await this._onRenegotiationOffer(p, msg);
+      return;
+    }
     if (!p || p.role !== "answerer" || p.pc.signalingState === "closed") {
       if (p) p.close();
       p = this._addPeer(msg.from, "answerer");
@@ -1297,17 +1839,47 @@ export class RendezvousClient extends EventTarget {
     await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
     // Send on the first audio and video transceivers the offer created.
     for (const t of pc.getTransceivers()) {
-      const kind = t.receiver.track.kind;
-      if (p.transceivers[kind] || t.stopped) continue;
+      const kind = /** @type {"audio"|"video"} */ (t.receiver.track.kind);
+      if (p.transceivers[kind] || /** @type {NonStandardTransceiver} */ (t).stopped) continue;
       p.transceivers[kind] = t;
       t.direction = "sendrecv";
     }
     await p._attach(this.localStream);
     await p._flushCandidates();
     await pc.setLocalDescription(await pc.createAnswer());
-    this._send({ type: "answer", to: msg.from, sdp: pc.localDescription.sdp });
+    this._send({ type: "answer", to: msg.from, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp });
+    p._initialDone();
   }
 
+  /**
+   * An offer on a connection already negotiated: perfect negotiation. On
+   * glare (an offer of ours is out too) the impolite side ignores it and
+   * waits for the answer to its own; the polite side rolls its offer back
+   * (setRemoteDescription does) and answers, and renegotiates its own
+   * change afterwards (negotiationneeded fires again).
+   * @internal
+   * @param {Peer} p
+   * @param {WireMessage} msg
+   */
+  async _onRenegotiationOffer(p, msg) {
+    const pc = p.pc;
+    const glare = p._makingOffer || pc.signalingState !== "stable";
+    p._ignoreOffer = glare && !p.polite;
+    if (p._ignoreOffer) {
+      this._debug(`${p.id}: glare; impolite, ignoring its offer`);
+      return;
+    }
+    if (glare) this._debug(`${p.id}: glare; polite, rolling back`);
+    await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+    await p._flushCandidates();
+    await pc.setLocalDescription();
+    this._send({ type: "answer", to: msg.from, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp });
+  }
+
+  /**
+   * @internal
+   * @param {WireMessage} msg
+   */
   async _onAnswer(msg) {
     const p = this.peers.get(msg.from);
     if (!p || p.pc.signalingState !== "have-local-offer") {
@@ -1316,8 +1888,13 @@ export class RendezvousClient extends EventTarget {
     }
     await p.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
     await p._flushCandidates();
+    p._initialDone();
   }
 
+  /**
+   * @internal
+   * @param {WireMessage} msg
+   */
   async _onCandidate(msg) {
     let p = this.peers.get(msg.from);
     if (!p) {
