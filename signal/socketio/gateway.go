@@ -513,22 +513,28 @@ func (g *Gateway) Sessions() int { return g.limits.count() }
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closing = true
+	sessions := make([]*session, 0, len(g.sessions))
+	for s := range g.sessions {
+		sessions = append(sessions, s)
+	}
 	g.mu.Unlock()
-	g.io.Close(nil)
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
+	// Each session ends as when its protocol v1 connection ends: its client
+	// is told why (after the signal server's Shutdown: "shutdown"), then
+	// disconnected once that has been written. Closing the sockets first
+	// could cut those last packets off.
+	for _, s := range sessions {
+		s.v1.close()
+	}
 	select {
 	case <-done:
+		g.io.Close(nil)
 		return nil
 	case <-ctx.Done():
 	}
-	g.mu.Lock()
-	left := make([]*session, 0, len(g.sessions))
-	for s := range g.sessions {
-		left = append(left, s)
-	}
-	g.mu.Unlock()
-	for _, s := range left {
+	g.io.Close(nil)
+	for _, s := range sessions {
 		s.v1.abort()
 	}
 	<-done
