@@ -439,7 +439,10 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	if o.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "url", fmt.Sprintf("%s://%s/", scheme, ln.Addr()))
+	log.Info("listening", "addr", ln.Addr().String(), "url", listenURL(scheme, ln.Addr()))
+	if scheme == "http" {
+		log.Info("browsers on other devices need HTTPS for the camera and microphone (-tls-cert/-tls-key); localhost works without")
+	}
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
 		if err != nil {
@@ -503,6 +506,20 @@ func closeAll(gw *socketio.Gateway, srv *signal.Server) {
 		_ = gw.Close()
 	}
 	_ = srv.Close()
+}
+
+// listenURL is the address to open in a browser for a server listening
+// on addr: localhost when it listens on every interface (":2013" binds
+// [::], which no browser opens), the address itself otherwise.
+func listenURL(scheme string, addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return fmt.Sprintf("%s://%s/", scheme, addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(host, port))
 }
 
 // servePprof serves net/http/pprof's handlers on addr, on a mux of their

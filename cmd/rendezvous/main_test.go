@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -310,5 +311,25 @@ func TestTokenSubcommand(t *testing.T) {
 	}
 	if left := time.Until(claims.ExpiresAt.Time); left < 59*time.Minute || left > time.Hour {
 		t.Fatalf("expires in %s, want 1h", left)
+	}
+}
+
+func TestListenURL(t *testing.T) {
+	for _, tt := range []struct {
+		scheme, addr, want string
+	}{
+		{"http", "[::]:2013", "http://localhost:2013/"},
+		{"http", "0.0.0.0:2013", "http://localhost:2013/"},
+		{"https", "127.0.0.1:8443", "https://127.0.0.1:8443/"},
+		{"http", "[::1]:2013", "http://[::1]:2013/"},
+		{"http", "192.0.2.4:80", "http://192.0.2.4:80/"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := listenURL(tt.scheme, addr); got != tt.want {
+			t.Errorf("listenURL(%s, %s) = %s, want %s", tt.scheme, tt.addr, got, tt.want)
+		}
 	}
 }
