@@ -150,11 +150,10 @@ func joinRoom(ctx context.Context, c *link, room string, opts *signal.JoinOption
 	return nil, fmt.Errorf("peer: join %q: %w", room, err)
 }
 
-// seat takes the new seat that created or joined m gives, on connection c:
-// it records the id, capacity, resume token and ICE servers, attaches c
-// to the outbox and emits EventJoined. It runs in Join, then on the run
-// loop.
-func (p *Peer) seat(c *link, m *signal.Message) {
+// takeSeat records what created or joined m says of the seat on
+// connection c: id, capacity, resume token and ICE servers; it returns the
+// seat's logger.
+func (p *Peer) takeSeat(c *link, m *signal.Message) *slog.Logger {
 	log := p.base.With("room", m.Room, "id", m.ID)
 	p.log.Store(log)
 	p.mu.Lock()
@@ -162,6 +161,15 @@ func (p *Peer) seat(c *link, m *signal.Message) {
 	p.mu.Unlock()
 	p.resume = m.Resume
 	p.iceServers = append(iceServers(m.ICEServers, log), p.cfg.ICEServers...)
+	return log
+}
+
+// seat takes the new seat that created or joined m gives, on connection c:
+// it records the id, capacity, resume token and ICE servers, attaches c
+// to the outbox and emits EventJoined. It runs in Join, then on the run
+// loop.
+func (p *Peer) seat(c *link, m *signal.Message) {
+	log := p.takeSeat(c, m)
 	p.emit(Event{Type: EventJoined, Room: m.Room, ID: m.ID, Peers: m.Peers, Created: m.Type == signal.TypeCreated})
 	log.Debug("joined", "created", m.Type == signal.TypeCreated, "peers", m.Peers)
 	p.out.attach(c)

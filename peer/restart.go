@@ -2,8 +2,6 @@ package peer
 
 import (
 	"context"
-	"math/rand/v2"
-	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -26,10 +24,9 @@ func (p *Peer) rejoinAfterShutdown(lost error) bool {
 	// nothing to the next server.
 	p.resume = ""
 	p.out.reset()
-	delay := reconnectMinDelay
+	var b backoff
 	for {
-		wait := time.NewTimer(delay/2 + rand.N(delay/2+1))
-		delay = min(2*delay, reconnectMaxDelay)
+		wait := b.timer()
 		select {
 		case <-p.ctx.Done():
 			wait.Stop()
@@ -73,13 +70,7 @@ func (p *Peer) rejoinAttempt() (done, ok bool) {
 // are kept: they may come back (peer-joined), and their PeerConnections
 // fail by themselves otherwise.
 func (p *Peer) rejoined(c *link, m *signal.Message) {
-	log := p.base.With("room", m.Room, "id", m.ID)
-	p.log.Store(log)
-	p.mu.Lock()
-	p.client, p.id, p.capacity = c, m.ID, m.Capacity
-	p.mu.Unlock()
-	p.resume = m.Resume
-	p.iceServers = append(iceServers(m.ICEServers, log), p.cfg.ICEServers...)
+	log := p.takeSeat(c, m)
 	clear(p.early)
 	p.out.reset()
 	var kept []string

@@ -28,6 +28,19 @@ const (
 	attemptTimeout = 10 * time.Second
 )
 
+// backoff gives the waits between reconnection attempts (see above).
+type backoff struct{ delay time.Duration }
+
+// timer returns a timer for the next wait.
+func (b *backoff) timer() *time.Timer {
+	if b.delay == 0 {
+		b.delay = reconnectMinDelay
+	}
+	t := time.NewTimer(b.delay/2 + rand.N(b.delay/2+1))
+	b.delay = min(2*b.delay, reconnectMaxDelay)
+	return t
+}
+
 // reconnect runs on the run loop when the signaling connection old ended
 // with cause before Close. A connection the server closed on purpose (a
 // close frame: shutdown, kicked, replaced by another connection resuming
@@ -78,10 +91,9 @@ func (p *Peer) reconnect(old *link, cause error) bool {
 		}
 	}
 
-	delay := reconnectMinDelay
+	var b backoff
 	for {
-		wait := time.NewTimer(delay/2 + rand.N(delay/2+1))
-		delay = min(2*delay, reconnectMaxDelay)
+		wait := b.timer()
 		select {
 		case <-p.ctx.Done():
 			wait.Stop()

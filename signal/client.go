@@ -164,6 +164,17 @@ func (c *Client) Recv(ctx context.Context) (*Message, error) {
 	}
 }
 
+// RecvType returns the next message of type typ, discarding the messages
+// of other types that come before it. Its errors are Recv's.
+func (c *Client) RecvType(ctx context.Context, typ string) (*Message, error) {
+	for {
+		m, err := c.Recv(ctx)
+		if err != nil || m.Type == typ {
+			return m, err
+		}
+	}
+}
+
 // Received returns the number of frames read from the server on this
 // connection. A client that resumes its seat on a new connection sends it
 // as JoinOptions.Received, so that the server re-sends what it missed.

@@ -70,15 +70,11 @@ func gather(t *testing.T, ctx context.Context, pc *webrtc.PeerConnection, desc w
 // recvType returns the next message of type typ, skipping the others.
 func recvType(t *testing.T, ctx context.Context, c *signal.Client, typ string) *signal.Message {
 	t.Helper()
-	for {
-		m, err := c.Recv(ctx)
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", typ, err)
-		}
-		if m.Type == typ {
-			return m
-		}
+	m, err := c.RecvType(ctx, typ)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", typ, err)
 	}
+	return m
 }
 
 // remoteCandidate is the remote end of a connection's selected candidate pair.

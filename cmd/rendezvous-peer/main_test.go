@@ -97,23 +97,8 @@ func startBot(t *testing.T, bin string, args ...string) *botProc {
 // waitEvent waits for a JSON line with the given event and returns it.
 func (b *botProc) waitEvent(t *testing.T, ctx context.Context, event string) map[string]any {
 	t.Helper()
-	for {
-		select {
-		case l, ok := <-b.lines:
-			if !ok {
-				t.Fatalf("bot exited while waiting for %q; stderr: %s", event, b.stderr)
-			}
-			var m map[string]any
-			if err := json.Unmarshal([]byte(l), &m); err != nil {
-				t.Fatalf("bot printed a line that is not JSON: %q", l)
-			}
-			if m["event"] == event {
-				return m
-			}
-		case <-ctx.Done():
-			t.Fatalf("waiting for bot event %q: %v", event, ctx.Err())
-		}
-	}
+	lines := b.collect(t, ctx, event)
+	return lines[len(lines)-1]
 }
 
 // wait waits for the bot to exit and returns its exit code.

@@ -63,15 +63,11 @@ func pair(t *testing.T, ctx context.Context, s *testServer) (a, b *signal.Client
 // next returns c's next message of type typ, skipping others.
 func next(t *testing.T, ctx context.Context, c *signal.Client, typ string) *signal.Message {
 	t.Helper()
-	for {
-		m, err := c.Recv(ctx)
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", typ, err)
-		}
-		if m.Type == typ {
-			return m
-		}
+	m, err := c.RecvType(ctx, typ)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", typ, err)
 	}
+	return m
 }
 
 // syncWith sends a frame of no known type with ref, which the server
