@@ -339,6 +339,19 @@ func (p *page) joined() string {
 	return evaluate[string](p, `window.rendezvous.client.id`)
 }
 
+// joinCall joins a (as aName, with oa) and then b (as bName, with ob) to
+// room, waits until each is connected to the other, and returns their ids.
+func joinCall(room string, a *page, aName string, oa joinOpts, b *page, bName string, ob joinOpts) (aID, bID string) {
+	a.t.Helper()
+	a.join(room, aName, oa)
+	aID = a.joined()
+	b.join(room, bName, ob)
+	bID = b.joined()
+	a.waitConnected(bID)
+	b.waitConnected(aID)
+	return aID, bID
+}
+
 // waitConnected waits until the tile of member id says connected.
 func (p *page) waitConnected(id string) {
 	p.t.Helper()

@@ -78,12 +78,7 @@ func TestRoomFullAndPeerLeft(t *testing.T) {
 	bob := openPage(t, "bob", srv.HTTP.URL+"/")
 	carol := openPage(t, "carol", srv.HTTP.URL+"/")
 
-	alice.join("pair", "Alice", withMedia)
-	aliceID := alice.joined()
-	bob.join("pair", "Bob", joinOpts{dataOnly: true})
-	bobID := bob.joined()
-	alice.waitConnected(bobID)
-	bob.waitConnected(aliceID)
+	aliceID, bobID := joinCall("pair", alice, "Alice", withMedia, bob, "Bob", joinOpts{dataOnly: true})
 
 	carol.join("pair", "Carol", withMedia)
 	msg := carol.waitNotice("full")

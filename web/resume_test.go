@@ -144,12 +144,7 @@ func TestResume(t *testing.T) {
 		}
 	})
 
-	alice.join("blip", "Alice", dataOnly)
-	aliceID := alice.joined()
-	bob.join("blip", "Bob", dataOnly)
-	bobID := bob.joined()
-	alice.waitConnected(bobID)
-	bob.waitConnected(aliceID)
+	aliceID, bobID := joinCall("blip", alice, "Alice", dataOnly, bob, "Bob", dataOnly)
 	chatBothWays(alice, bob, "Alice", "Bob", aliceID, bobID, "before")
 
 	aliceMark := len(alice.events())
@@ -347,12 +342,7 @@ func TestLeave(t *testing.T) {
 	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/")
 	bob := openPageWithoutCSP(t, "bob", px.URL+"/")
-	alice.join("leaving", "Alice", dataOnly)
-	aliceID := alice.joined()
-	bob.join("leaving", "Bob", dataOnly)
-	bobID := bob.joined()
-	alice.waitConnected(bobID)
-	bob.waitConnected(aliceID)
+	aliceID, bobID := joinCall("leaving", alice, "Alice", dataOnly, bob, "Bob", dataOnly)
 
 	// Bob's connection drops and the server stays out of reach through
 	// the proxy; he leaves while reconnecting. The server is reachable
@@ -472,12 +462,7 @@ func TestSeatLost(t *testing.T) {
 	px := signaltest.NewCutProxy(t, srv.HTTP.URL)
 	alice := openPage(t, "alice", srv.HTTP.URL+"/?token="+token)
 	bob := openPage(t, "bob", px.URL+"/?token="+token)
-	alice.join("fragile", "Alice", dataOnly)
-	aliceID := alice.joined()
-	bob.join("fragile", "Bob", dataOnly)
-	bobID := bob.joined()
-	alice.waitConnected(bobID)
-	bob.waitConnected(aliceID)
+	aliceID, bobID := joinCall("fragile", alice, "Alice", dataOnly, bob, "Bob", dataOnly)
 
 	px.CutAll()
 	bob.waitEvent("seatlost", `e.reason === "resume-failed"`)
