@@ -32,6 +32,11 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	})
 }
 
+// RequireAdmin wraps next with the admin API's access rule: 404 when the
+// admin API is off (no Config.AdminToken), 401 without the token. A
+// cluster serves its admin API through it.
+func (s *Server) RequireAdmin(next http.Handler) http.Handler { return s.adminAuth(next) }
+
 // adminAuth answers 404 when the admin API is off, and 401 without the
 // right bearer token.
 func (s *Server) adminAuth(next http.Handler) http.Handler {
@@ -68,6 +73,11 @@ type MemberInfo struct {
 }
 
 func (s *Server) apiRooms(w http.ResponseWriter, _ *http.Request) {
+	apiJSON(w, http.StatusOK, map[string]any{"rooms": s.Rooms()})
+}
+
+// Rooms lists the rooms, sorted by name, with member counts (no Peers).
+func (s *Server) Rooms() []RoomInfo {
 	s.mu.RLock()
 	rooms := make([]RoomInfo, 0, len(s.rooms))
 	for _, r := range s.rooms {
@@ -75,7 +85,23 @@ func (s *Server) apiRooms(w http.ResponseWriter, _ *http.Request) {
 	}
 	s.mu.RUnlock()
 	sort.Slice(rooms, func(i, j int) bool { return rooms[i].Room < rooms[j].Room })
-	apiJSON(w, http.StatusOK, map[string]any{"rooms": rooms})
+	return rooms
+}
+
+// Room describes room with its members; ok is false when it does not
+// exist.
+func (s *Server) Room(name string) (info RoomInfo, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rm := s.rooms[name]
+	if rm == nil {
+		return RoomInfo{}, false
+	}
+	info = RoomInfo{Room: rm.name, Members: len(rm.members), Capacity: rm.capacity, Created: rm.created, Peers: []MemberInfo{}}
+	for _, m := range rm.members {
+		info.Peers = append(info.Peers, MemberInfo{ID: m.id, Joined: m.joinedAt, Remote: m.remote, Connected: m.conn != nil})
+	}
+	return info, true
 }
 
 func (s *Server) apiRoom(w http.ResponseWriter, r *http.Request) {
@@ -83,36 +109,25 @@ func (s *Server) apiRoom(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.mu.RLock()
-	rm := s.rooms[name]
-	var info RoomInfo
-	if rm != nil {
-		info = RoomInfo{Room: rm.name, Members: len(rm.members), Capacity: rm.capacity, Created: rm.created, Peers: []MemberInfo{}}
-		for _, m := range rm.members {
-			info.Peers = append(info.Peers, MemberInfo{ID: m.id, Joined: m.joinedAt, Remote: m.remote, Connected: m.conn != nil})
-		}
-	}
-	s.mu.RUnlock()
-	if rm == nil {
+	info, ok := s.Room(name)
+	if !ok {
 		apiError(w, http.StatusNotFound, "no such room")
 		return
 	}
 	apiJSON(w, http.StatusOK, info)
 }
 
-func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
-	name, ok := pathVar(w, r, "room")
-	if !ok {
-		return
-	}
+// CloseRoom closes room as an operator: its members get error room-closed
+// and are removed (the others see peer-left room-closed). It returns how
+// many members the room had; ok is false when it does not exist.
+func (s *Server) CloseRoom(name string) (members int, ok bool) {
 	s.mu.Lock()
 	rm := s.rooms[name]
-	n := 0
 	if rm != nil {
-		members := slices.Clone(rm.members)
-		n = len(members)
+		ms := slices.Clone(rm.members)
+		members = len(ms)
 		msg := fmt.Sprintf("An operator closed room %q; you are in no room now.", name)
-		for _, m := range members {
+		for _, m := range ms {
 			c := m.conn
 			s.buryLocked(m, CodeRoomClosed, msg)
 			s.removeMemberLocked(m, ReasonRoomClosed)
@@ -123,11 +138,53 @@ func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if rm == nil {
+		return 0, false
+	}
+	s.log.Info("room closed by admin", "room", name, "members", members)
+	return members, true
+}
+
+func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathVar(w, r, "room")
+	if !ok {
+		return
+	}
+	n, ok := s.CloseRoom(name)
+	if !ok {
 		apiError(w, http.StatusNotFound, "no such room")
 		return
 	}
-	s.log.Info("room closed by admin", "room", name, "members", n)
 	apiJSON(w, http.StatusOK, map[string]any{"room": name, "closed": true, "members": n})
+}
+
+// Kick removes member id from room as an operator: it gets error kicked
+// and its connection is closed (1008); the others see peer-left kicked.
+// It reports false when there is no such member.
+func (s *Server) Kick(room, id string) bool {
+	s.mu.Lock()
+	var m *member
+	if rm := s.rooms[room]; rm != nil {
+		m = rm.member(id)
+	}
+	var c *conn
+	if m != nil {
+		c = m.conn
+		msg := fmt.Sprintf("An operator removed you from room %q.", room)
+		s.buryLocked(m, CodeKicked, msg)
+		s.removeMemberLocked(m, ReasonKicked)
+		if c != nil {
+			c.sendError(perr(CodeKicked, "%s", msg), "")
+		}
+	}
+	s.mu.Unlock()
+	if m == nil {
+		return false
+	}
+	if c != nil {
+		c.closeAfterQueue(websocket.ClosePolicyViolation, "kicked", reasonKicked)
+	}
+	s.log.Info("member kicked by admin", "room", room, "peer", id)
+	return true
 }
 
 func (s *Server) apiKick(w http.ResponseWriter, r *http.Request) {
@@ -139,30 +196,10 @@ func (s *Server) apiKick(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	var m *member
-	if rm := s.rooms[name]; rm != nil {
-		m = rm.member(id)
-	}
-	var c *conn
-	if m != nil {
-		c = m.conn
-		msg := fmt.Sprintf("An operator removed you from room %q.", name)
-		s.buryLocked(m, CodeKicked, msg)
-		s.removeMemberLocked(m, ReasonKicked)
-		if c != nil {
-			c.sendError(perr(CodeKicked, "%s", msg), "")
-		}
-	}
-	s.mu.Unlock()
-	if m == nil {
+	if !s.Kick(name, id) {
 		apiError(w, http.StatusNotFound, "no such member in that room")
 		return
 	}
-	if c != nil {
-		c.closeAfterQueue(websocket.ClosePolicyViolation, "kicked", reasonKicked)
-	}
-	s.log.Info("member kicked by admin", "room", name, "peer", id)
 	apiJSON(w, http.StatusOK, map[string]any{"room": name, "id": id, "kicked": true})
 }
 

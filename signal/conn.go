@@ -34,12 +34,13 @@ const (
 	reasonJoinTimeout  closeReason = "join-timeout"    // no valid join within Config.JoinTimeout
 	reasonMsgTimeout   closeReason = "message-timeout" // a message did not complete within Config.MessageTimeout
 	reasonControl      closeReason = "control-flood"   // too many pings or pongs
+	reasonRestart      closeReason = "restart"         // the server is draining: the seat moves to another server (1012)
 )
 
 // closeReasons lists every closeReason, for the metrics.
 var closeReasons = []closeReason{reasonLeft, reasonDisconnected, reasonTimeout, reasonSlow, reasonTooLarge,
 	reasonRate, reasonShutdown, reasonKicked, reasonUnauthorized, reasonReplaced, reasonJoinTimeout,
-	reasonMsgTimeout, reasonControl}
+	reasonMsgTimeout, reasonControl, reasonRestart}
 
 // ReasonKicked is the peer-left reason when an operator removed the member
 // through the admin API; ReasonRoomClosed when the room was closed.
@@ -63,13 +64,17 @@ func (r closeReason) peerLeft() string {
 // resumable reports whether a connection that ended for reason r keeps its
 // seat for the resume window: only drops a client did not ask for.
 func (r closeReason) resumable() bool {
-	return r == reasonDisconnected || r == reasonTimeout || r == reasonReplaced
+	return r == reasonDisconnected || r == reasonTimeout || r == reasonReplaced || r == reasonRestart
 }
 
 // Close codes the server sends besides the standard ones.
 const (
 	// CloseReplaced closes a connection whose seat was resumed by another.
 	CloseReplaced = 4001
+	// CloseServiceRestart (the standard 1012) closes every connection of
+	// a server that drains (Drain): its seats are held and move to another
+	// server, where the clients resume.
+	CloseServiceRestart = 1012
 )
 
 // ackPingDelay is how soon after writing frames the server pings, so that
@@ -138,6 +143,9 @@ type conn struct {
 	n      uint64       // connection number, for logs
 	remote string       // the client's address
 	addr   netip.Prefix // the key it is counted under in Server.addrs
+	// uncounted marks a tunnel from a cluster gateway, which counted the
+	// client under its address already.
+	uncounted bool
 
 	// owned by readLoop
 	limiter      *rate.Limiter // nil when rate limiting is off
@@ -151,6 +159,10 @@ type conn struct {
 	pongFn       func([]byte) error
 
 	closeSent atomic.Bool // a close frame went out; the read deadline is final
+
+	// seat is member, for readLoop to count the seat's frames without
+	// Server.mu (set with member).
+	seat atomic.Pointer[member]
 
 	// guarded by Server.mu
 	member    *member     // the connection's seat, nil when in no room
@@ -308,6 +320,7 @@ func (c *conn) onJoinTimeout() {
 // join timer accordingly. s.mu is held for writing.
 func (c *conn) setMemberLocked(m *member) {
 	c.member = m
+	c.seat.Store(m)
 	switch {
 	case m != nil && c.joinTimer != nil:
 		c.joinTimer.Stop()
@@ -543,7 +556,7 @@ func (c *conn) finish(reason closeReason) {
 	var ev membership
 	held := false
 	if m := c.member; m != nil {
-		if reason.resumable() && s.cfg.ResumeWindow > 0 && !s.closing {
+		if reason.resumable() && s.cfg.ResumeWindow > 0 && (!s.closing || s.draining) {
 			ev = s.holdSeatLocked(m, backlog)
 			held = true
 		} else {
@@ -563,6 +576,11 @@ func (c *conn) finish(reason closeReason) {
 // handle processes one client frame, received at recv.
 func (c *conn) handle(frame []byte, recv time.Time) {
 	s := c.s
+	if seat := c.seat.Load(); seat != nil {
+		// Every frame of a seated connection counts, whatever becomes of
+		// it: a resume tells the client how many were handled.
+		seat.read.Add(1)
+	}
 	m, e := decodeClient(frame, s.cfg.MaxCapacity)
 	if c.limiter != nil && !c.limiter.Allow() {
 		if recv.Sub(c.windowStart) >= rateWindow {

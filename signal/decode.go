@@ -427,3 +427,8 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// ValidRoom reports whether name is a valid room name (1–64 bytes of
+// UTF-8, no control characters, not only white space): a join for any
+// other is refused with invalid-room.
+func ValidRoom(name string) bool { return validRoom(name) }

@@ -25,6 +25,11 @@ const (
 	CodeResumeFailed     = "resume-failed"     // the resume token is wrong or its seat has expired
 	CodeRoomClosed       = "room-closed"       // an operator closed the room
 	CodeKicked           = "kicked"            // an operator removed this member
+
+	// CodeMoved refuses a join for a room this server does not host (see
+	// Config.HostsRoom). Only cluster nodes see it: their gateways look
+	// the room's host up again; clients never get it.
+	CodeMoved = "moved"
 )
 
 // Error is a protocol error: the server's error message, as the Go client

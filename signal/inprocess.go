@@ -25,6 +25,21 @@ var ErrServerClosed = errors.New("signal: server closed")
 // not used. Like a TCP connection, an idle in-process connection waits
 // for its next message without a read buffer, on a small goroutine.
 func (s *Server) DialInProcess(ctx context.Context, remote string) (net.Conn, error) {
+	return s.dialPipe(ctx, remote, 0, false)
+}
+
+// DialTunnel is DialInProcess for a gateway that has already written
+// written frames to its client on the client's connection (a cluster
+// gateway that moves a client between servers): the server numbers the
+// frames of this connection from written+1, as if they had all gone over
+// one connection, so that the client's count of frames read (a resume's
+// received) stays true. The connection is not counted against remote's
+// address: the gateway counted it.
+func (s *Server) DialTunnel(ctx context.Context, remote string, written uint64) (net.Conn, error) {
+	return s.dialPipe(ctx, remote, written, true)
+}
+
+func (s *Server) dialPipe(ctx context.Context, remote string, written uint64, tunnel bool) (net.Conn, error) {
 	l := s.inProcess()
 	if l == nil {
 		return nil, ErrServerClosed
@@ -32,7 +47,7 @@ func (s *Server) DialInProcess(ctx context.Context, remote string) (net.Conn, er
 	client, server := net.Pipe()
 	sig := newPipeSignal()
 	select {
-	case l.conns <- &addrConn{Conn: server, remote: pipeAddr(remote), sig: sig}:
+	case l.conns <- &addrConn{Conn: server, remote: pipeAddr(remote), sig: sig, written: written, tunnel: tunnel}:
 		return &pipeClient{Conn: client, sig: sig}, nil
 	case <-l.closed:
 		return nil, ErrServerClosed
@@ -52,6 +67,9 @@ func (s *Server) inProcess() *pipeListener {
 	if s.pipes == nil {
 		s.pipes = &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
 		hs := s.HTTPServer()
+		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, pipeConnKey{}, c)
+		}
 		s.bgwg.Add(1)
 		go func() {
 			defer s.bgwg.Done()
@@ -92,9 +110,15 @@ func (l *pipeListener) Addr() net.Addr { return pipeAddr("in-process") }
 // a TCP socket (see frameConn's waiter).
 type addrConn struct {
 	net.Conn
-	remote net.Addr
-	sig    *pipeSignal
+	remote  net.Addr
+	sig     *pipeSignal
+	written uint64 // frames the gateway wrote to its client before (DialTunnel)
+	tunnel  bool   // opened by DialTunnel: the gateway counts the client's address
 }
+
+// pipeConnKey is the request context key of the addrConn a request
+// came in on (see inProcess).
+type pipeConnKey struct{}
 
 func (c *addrConn) RemoteAddr() net.Addr { return c.remote }
 

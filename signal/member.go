@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type member struct {
 	expiry  *time.Timer    // guarded by Server.mu; set while the seat is held
 	pending *pendingResume // guarded by Server.mu; a resume waiting for the old connection to finish
 	backlog seatBacklog    // guarded by Server.mu; while held: what the old connection left
+	gap     bool           // guarded by Server.mu; the seat was rebuilt after a crash: its next resume says frames may be lost
+
+	read atomic.Uint64 // frames handled from the seat's connections since the join that took it
 
 	mu           sync.Mutex // guards the fields below
 	backlogBytes int        // backlog.bytes, for readers without Server.mu's write lock
@@ -139,9 +143,15 @@ type resumeTokens struct {
 	key [32]byte // immutable
 }
 
-func newResumeTokens() *resumeTokens {
+// newResumeTokens returns resumeTokens keyed by key, or by a random key
+// when key is empty.
+func newResumeTokens(key []byte) *resumeTokens {
 	t := &resumeTokens{}
-	_, _ = rand.Read(t.key[:])
+	if len(key) > 0 {
+		t.key = sha256.Sum256(key)
+	} else {
+		_, _ = rand.Read(t.key[:])
+	}
 	return t
 }
 

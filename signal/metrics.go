@@ -95,5 +95,6 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.reg.MustRegister(s.cfg.Collectors...) // a collision is a programming error, as with http.Handle
 	return m
 }

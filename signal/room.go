@@ -121,6 +121,10 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg, jc *joinCheck) (membership, 
 		return membership{event: "unauthorized", room: jm.room}, nil
 	}
 	r := s.rooms[jm.room]
+	if r == nil && !s.hostsLocked(jm.room) {
+		c.sendError(perr(CodeMoved, "Room %q is not hosted here.", jm.room), jm.ref)
+		return membership{event: "moved", room: jm.room}, nil
+	}
 	if r != nil && len(r.members) >= r.capacity {
 		c.enqueue(mustJSON(fullMsg{Type: TypeFull, Ref: jm.ref, Room: r.name, Capacity: r.capacity}))
 		s.clientLog(c, "Room %q is full (%d of %d members).", r.name, len(r.members), r.capacity)
@@ -168,6 +172,7 @@ func (s *Server) joinLocked(c *conn, jm *clientMsg, jc *joinCheck) (membership, 
 	}
 	r.members = append(r.members, m)
 	c.setMemberLocked(m)
+	s.roomChanged(r.name)
 	c.enqueue(mustJSON(reply))
 	s.clientLog(c, "You %s room %q as %s (%d of %d members).", reply.Type, r.name, id, len(r.members), r.capacity)
 	return membership{event: reply.Type, room: r.name, id: id}, nil
@@ -208,8 +213,14 @@ func (s *Server) resumeLocked(c *conn, jm *clientMsg, jc *joinCheck) (membership
 	var m *member
 	if r := s.rooms[jm.room]; r != nil {
 		m = r.member(jc.resumeID)
+	} else if !s.hostsLocked(jm.room) {
+		c.sendError(perr(CodeMoved, "Room %q is not hosted here.", jm.room), jm.ref)
+		return membership{event: "moved", room: jm.room}, nil
 	}
-	if m == nil || !(sameToken(m.resume, jm.resume) || m.prevResume != "" && sameToken(m.prevResume, jm.resume)) {
+	// A seat rebuilt after a crash without its tokens takes any token the
+	// cluster minted for it (jc checked the signature and the id).
+	anyToken := m != nil && m.gap && m.resume == ""
+	if m == nil || !(anyToken || sameToken(m.resume, jm.resume) || m.prevResume != "" && sameToken(m.prevResume, jm.resume)) {
 		if tomb, ok := s.tombstones[jm.resume]; ok && time.Now().Before(tomb.until) {
 			// The seat was taken away while the member was absent: say so,
 			// so that the client does not come back as a newcomer.
@@ -274,8 +285,20 @@ func (s *Server) completeResumeLocked(m *member, c *conn, jm *clientMsg) members
 	m.prevResume, m.resume = jm.resume, s.resumes.mint(m.room.name, m.id)
 	c.confirmResume()
 	r := m.room
-	c.enqueue(mustJSON(createdMsg{Type: TypeJoined, Ref: jm.ref, Room: r.name, ID: m.id, Capacity: r.capacity,
-		Peers: r.idsExcept(m), ICEServers: s.iceServersFor(m.id), Resume: m.resume, Resumed: true}))
+	s.roomChanged(r.name)
+	reply := createdMsg{Type: TypeJoined, Ref: jm.ref, Room: r.name, ID: m.id, Capacity: r.capacity,
+		Peers: r.idsExcept(m), ICEServers: s.iceServersFor(m.id), Resume: m.resume, Resumed: true}
+	if m.gap {
+		// Rebuilt after a crash: what the server handled, and what it
+		// sent, are not known for sure. The count starts again here, as
+		// the client's does.
+		reply.Gap, m.gap = true, false
+		m.read.Store(0)
+	} else {
+		read := m.read.Load()
+		reply.Read = &read
+	}
+	c.enqueue(mustJSON(reply))
 	c.enqueueAll(backlog, replayed)
 	s.metrics.resumes.WithLabelValues("ok").Inc()
 	return membership{event: "resumed", room: r.name, id: m.id}
@@ -387,6 +410,7 @@ func (s *Server) dropMemberLocked(m *member, reason string) membership {
 	s.addBuffered(-heldBytes - m.backlog.bytes)
 	m.backlog = seatBacklog{}
 	m.room = nil
+	s.roomChanged(r.name)
 	return membership{event: "left", room: r.name, id: m.id, reason: reason}
 }
 
@@ -494,4 +518,18 @@ func (s *Server) drop(c *conn, reason closeReason, code int, text string) {
 	c.logLeave(ev)
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
 	_ = c.ws.NetConn().Close()
+}
+
+// hostsLocked reports whether this server may have room (see
+// Config.HostsRoom). s.mu is held.
+func (s *Server) hostsLocked(room string) bool {
+	return s.cfg.HostsRoom == nil || s.cfg.HostsRoom(room)
+}
+
+// roomChanged tells Config.OnRoomChange that room changed. s.mu is held
+// for writing.
+func (s *Server) roomChanged(room string) {
+	if s.cfg.OnRoomChange != nil {
+		s.cfg.OnRoomChange(room)
+	}
 }

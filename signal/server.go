@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 )
@@ -155,6 +156,34 @@ type Config struct {
 	Files fs.FS
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
+
+	// The fields below let a cluster (package signal/cluster) run many
+	// servers as one; a single server leaves them unset.
+
+	// ResumeKey, when set, is the key resume tokens are signed with, so
+	// that a token minted by one server verifies on another that shares
+	// it (at least 32 bytes). Unset, each server makes a random one.
+	ResumeKey []byte
+	// HostsRoom, when set, is asked before a join creates a room, or a
+	// resume looks for a room, that does not exist here: false refuses
+	// the join with error code moved. It is called with the server's lock
+	// held and must not block.
+	HostsRoom func(room string) bool
+	// OnRoomChange, when set, is called whenever a room's membership or a
+	// seat's resume token changes, and when the room ends (Snapshot then
+	// finds no room). It is called with the server's lock held and must
+	// not block.
+	OnRoomChange func(room string)
+	// Gateway, when set, takes every WebSocket connection that comes over
+	// the network once the server has accepted it (origin, limits, the
+	// upgrade): a cluster gateway that tunnels it to its room's host. It
+	// runs the connection until it ends. So do connections made with
+	// DialInProcess (the Socket.IO gateway's); those of DialTunnel stay
+	// with the server.
+	Gateway func(ws *websocket.Conn, remote string)
+	// Collectors are added to the server's /metrics; their metrics must
+	// not collide with the server's own (NewServer panics).
+	Collectors []prometheus.Collector
 }
 
 func (c Config) withDefaults() Config {
@@ -253,9 +282,11 @@ type Server struct {
 	rooms      map[string]*room     // guarded by mu
 	tombstones map[string]tombstone // guarded by mu; by resume token
 	conns      map[*conn]struct{}   // guarded by mu
-	closing    bool                 // guarded by mu; set once by Shutdown
+	closing    bool                 // guarded by mu; set once by Shutdown or Drain
+	draining   bool                 // guarded by mu; set once by Drain: seats are held, not released
 
-	wg sync.WaitGroup // every connection goroutine
+	wg  sync.WaitGroup // every connection goroutine
+	gwg sync.WaitGroup // connections run by Config.Gateway
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Shutdown has finished
@@ -273,7 +304,7 @@ func NewServer(cfg Config) *Server {
 		closed:     make(chan struct{}),
 
 		addrs:      newAddrLimits(cfg),
-		resumes:    newResumeTokens(),
+		resumes:    newResumeTokens(cfg.ResumeKey),
 		jwtParser:  newJWTParser(),
 		rateAbuse:  2 * cfg.Burst,
 		idleLinger: idleLinger,
@@ -358,7 +389,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := AddrKey(r.RemoteAddr)
-	switch s.addrs.acquire(key, time.Now()) {
+	pipe, _ := r.Context().Value(pipeConnKey{}).(*addrConn)
+	tunnel := pipe != nil && pipe.tunnel // counted by the gateway that opened it
+	refused := ""
+	if !tunnel {
+		refused = s.addrs.acquire(key, time.Now())
+	}
+	release := func() {
+		if !tunnel {
+			s.addrs.release(key)
+		}
+	}
+	switch refused {
 	case "":
 	case refusedPerIP:
 		s.log.Debug("connection refused: too many connections from the address", "remote", r.RemoteAddr)
@@ -375,7 +417,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConns) {
 		s.nconns.Add(-1)
-		s.addrs.release(key)
+		release()
 		s.warnEvery(&s.lastMaxConnsWarn, "connection refused: too many connections", "remote", r.RemoteAddr, "max_conns", s.cfg.MaxConns)
 		s.refuse(w, http.StatusServiceUnavailable, refusedMaxConns, "too many connections")
 		return
@@ -385,20 +427,35 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Upgrade has answered with an HTTP error already.
 		s.nconns.Add(-1)
-		s.addrs.release(key)
+		release()
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := newConn(s, ws, hj.fc, r.RemoteAddr)
-	c.addr = key
+	gateway := s.cfg.Gateway != nil && !tunnel
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		s.nconns.Add(-1)
-		s.addrs.release(key)
+		release()
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "going away"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
+	}
+	if gateway {
+		s.gwg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.gwg.Done()
+			s.cfg.Gateway(ws, r.RemoteAddr)
+			s.nconns.Add(-1)
+			release()
+		}()
+		return
+	}
+	c := newConn(s, ws, hj.fc, r.RemoteAddr)
+	c.addr, c.uncounted = key, tunnel
+	if pipe != nil {
+		c.written = pipe.written // no other goroutine has c yet
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
@@ -498,7 +555,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); s.bgwg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.gwg.Wait(); s.bgwg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -527,6 +584,11 @@ func (s *Server) removeConn(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.nconns.Add(-1)
-	s.addrs.release(c.addr)
+	if !c.uncounted {
+		s.addrs.release(c.addr)
+	}
 	s.wg.Done()
 }
+
+// Config returns the server's configuration, with the defaults filled in.
+func (s *Server) Config() Config { return s.cfg }

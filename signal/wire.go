@@ -75,6 +75,12 @@ type Message struct {
 	Peers      []string    `json:"peers,omitempty"`
 	ICEServers []ICEServer `json:"iceServers,omitempty"`
 	Resumed    bool        `json:"resumed,omitempty"`
+	// joined after a resume: Read is how many of the seat's frames the
+	// server handled (the client re-sends those after it); Gap says that
+	// frames may have been lost in either direction (the room was
+	// re-hosted after a node crashed), and Read is then absent.
+	Read *uint64 `json:"read,omitempty"`
+	Gap  bool    `json:"gap,omitempty"`
 
 	// relayed messages
 	To   string `json:"to,omitempty"`
@@ -151,6 +157,8 @@ type createdMsg struct {
 	ICEServers []ICEServer `json:"iceServers"`
 	Resume     string      `json:"resume,omitempty"`
 	Resumed    bool        `json:"resumed,omitempty"`
+	Read       *uint64     `json:"read,omitempty"` // see Message.Read
+	Gap        bool        `json:"gap,omitempty"`
 }
 
 type peerMsg struct {

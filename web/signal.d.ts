@@ -271,8 +271,14 @@ export type ClientEvents = {
     };
     /**
      *   the seat is back (same id, same peer connections) after attempts
-     *   attempts and after ms; sent messages queued meanwhile went out. The
+     *   attempts and after ms; resent frames the server had not handled (its
+     *   `read`) went out again, then sent messages queued meanwhile. The
      *   server then re-sends what the client missed, which is handled as usual.
+     *   gap: signals may have been lost both ways (the server said `gap`: the
+     *   room was hosted anew after a server node crashed; or frames to send
+     *   again were no longer kept); each call that is not connected is then
+     *   recovered (a pending offer sent again, or an ICE restart by the side
+     *   that made the first offer).
      */
     resumed: {
         room: string;
@@ -281,6 +287,8 @@ export type ClientEvents = {
         attempts: number;
         after: number;
         sent: number;
+        resent: number;
+        gap: boolean;
     };
     /**
      *   the signaling server is shutting down (it said peer-left "shutdown",
@@ -316,8 +324,9 @@ export type ClientEvents = {
         after: number;
     };
     /**
-     * the connection to a member failed
-     * and this client restarts ICE (a new offer with new ICE credentials);
+     * the connection to a member failed,
+     * or is not connected after a resume with a gap (see resumed), and this
+     * client restarts ICE (a new offer with new ICE credentials);
      * connectionstatechange tells whether it recovers
      */
     icerestart: {
@@ -441,6 +450,12 @@ export type Reconnection = {
      * end of reconnecting (performance.now())
      */
     giveUpAt: number;
+    /**
+     * the server closed with 1012 "service restart":
+     * its node drains and the seat moves to another one; the first attempt
+     * is made at once
+     */
+    moved: boolean;
     phase: "waiting" | "connecting" | "joining";
     /**
      * ref of the attempt's join, once sent
@@ -600,6 +615,15 @@ export declare class RendezvousClient extends EventTarget {
     _generation: number;
     /** @internal @type {WireMessage[]} messages to the server waiting for the connection */
     _outbox: WireMessage[];
+    /** @internal @type {number} frames sent on the seat since the join that took it (resume joins excluded) */
+    _sent: number;
+    /** @internal @type {Array<{text: string, bytes: number}>} the latest frames sent on the seat, oldest first; the last is frame _sent */
+    _kept: Array<{
+        text: string;
+        bytes: number;
+    }>;
+    /** @internal @type {number} bytes in _kept */
+    _keptBytes: number;
     /** @internal @type {Reconnection|null} */
     _rc: Reconnection | null;
     /** @internal @type {boolean} */

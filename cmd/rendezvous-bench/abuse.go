@@ -254,15 +254,12 @@ func runAbuse(ctx context.Context, o *options, log io.Writer) (*abuseResult, err
 	// The attackers dial from -source-ips addresses, the victim from the
 	// next one: the server's per-address limits on the attackers never
 	// touch the victim.
-	all, err := newDialers(o.url, o.sourceIPs+1)
+	all, err := newDialers(o.urls, o.sourceIPs+1)
 	if err != nil {
 		return nil, err
 	}
 	vd := all.subset(o.sourceIPs, o.sourceIPs+1)
-	mu, err := metricsURL(o.url)
-	if err != nil {
-		return nil, err
-	}
+	mu := metricsURLs(all.nodes)
 	token := ""
 	if o.authSecret != "" {
 		if token, err = signal.MintToken([]byte(o.authSecret), "*", "", 0, o.timeout+time.Hour); err != nil {
@@ -295,7 +292,7 @@ func runAbuse(ctx context.Context, o *options, log io.Writer) (*abuseResult, err
 
 // runAttack runs one attack: the victim's baseline, the attack, then the
 // figures after it.
-func runAttack(ctx context.Context, o *options, log io.Writer, sp *attackSpec, d, vd *dialers, token, mu string) *attackResult {
+func runAttack(ctx context.Context, o *options, log io.Writer, sp *attackSpec, d, vd *dialers, token string, mu []string) *attackResult {
 	n, size, rate := attackParams(o, sp)
 	timeout, flag := sp.timeout(o)
 	r := &attackResult{Attack: sp.name, What: sp.what(n, size, rate), N: n, Size: size, Rate: rate, Unit: sp.unit,
@@ -313,7 +310,7 @@ func runAttack(ctx context.Context, o *options, log io.Writer, sp *attackSpec, d
 	fmt.Fprintf(log, "  %d victim pairs: %s of baseline at %.0f round trips/s each…\n", o.victims, o.baseline, o.rate)
 	sleep(ctx, o.baseline)
 
-	before, merr := scrapeMetrics(ctx, mu)
+	before, merr := scrapeAll(ctx, mu)
 	var poll *peakPoller
 	if merr != nil {
 		r.MetricsError = merr.Error()
@@ -339,7 +336,7 @@ func runAttack(ctx context.Context, o *options, log io.Writer, sp *attackSpec, d
 	r.ServerCPU, r.GeneratorCPU, r.OtherCPU = cpu.stop()
 	if poll != nil {
 		peak := poll.stop()
-		if end, err := scrapeMetrics(ctx, mu); err == nil {
+		if end, err := scrapeAll(ctx, mu); err == nil {
 			peak = peakOf(peak, end)
 			r.ServerClosed = map[string]int64{}
 			for k, v := range end.Closed {
@@ -363,7 +360,7 @@ func runAttack(ctx context.Context, o *options, log io.Writer, sp *attackSpec, d
 	if poll != nil {
 		fmt.Fprintf(log, "  attackers closed; settling %s…\n", o.settle)
 		sleep(ctx, o.settle)
-		if after, err := scrapeMetrics(ctx, mu); err == nil {
+		if after, err := scrapeAll(ctx, mu); err == nil {
 			r.HeapInuse.After, r.HeapAlloc.After, r.RSS.After, r.ServerConns.After = after.HeapInuse, after.HeapAlloc, after.RSS, after.ConnsOpen
 		}
 	}
@@ -526,7 +523,7 @@ type peakPoller struct {
 	done chan struct{}
 }
 
-func pollPeak(ctx context.Context, u string, every time.Duration, first serverMetrics) *peakPoller {
+func pollPeak(ctx context.Context, us []string, every time.Duration, first serverMetrics) *peakPoller {
 	p := &peakPoller{peak: first, stpc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -540,7 +537,7 @@ func pollPeak(ctx context.Context, u string, every time.Duration, first serverMe
 				return
 			case <-t.C:
 			}
-			if m, err := scrapeMetrics(ctx, u); err == nil {
+			if m, err := scrapeAll(ctx, us); err == nil {
 				p.mu.Lock()
 				p.peak = peakOf(p.peak, m)
 				p.mu.Unlock()

@@ -62,9 +62,10 @@ const attackWriteTimeout = 5 * time.Second
 // attacker is one hostile connection: a WebSocket, or a plain TCP socket
 // for the HTTP attacks (ws nil).
 type attacker struct {
-	sw *swarm
-	nc net.Conn
-	ws *websocket.Conn
+	sw   *swarm
+	nc   net.Conn
+	ws   *websocket.Conn
+	host string // host:port of the server node it is connected to
 
 	wmu sync.Mutex // serialises writes on nc
 
@@ -265,7 +266,7 @@ func endHow(err error) string {
 // the context given to newSwarm ends, or by close.
 type swarm struct {
 	d    *dialers
-	next atomic.Int64 // round-robin over the source addresses
+	next atomic.Int64 // round-robin over the source addresses and the nodes
 
 	mu       sync.Mutex
 	all      []*attacker
@@ -315,18 +316,25 @@ func (s *swarm) failed(err error) {
 	}
 }
 
-// dialWS opens a WebSocket attacker. With answerPings it answers the
-// server's pings as a browser does; without, it answers none.
-func (s *swarm) dialWS(ctx context.Context, answerPings bool) (*attacker, error) {
+// anyNode asks dialWS for the next node of -url in turn.
+const anyNode = -1
+
+// dialWS opens a WebSocket attacker to server node k (anyNode: the next
+// in turn). With answerPings it answers the server's pings as a browser
+// does; without, it answers none.
+func (s *swarm) dialWS(ctx context.Context, answerPings bool, k int) (*attacker, error) {
 	i := int(s.next.Add(1) - 1)
-	ws, err := s.d.dial(ctx, i)
+	if k == anyNode {
+		k = i % len(s.d.nodes)
+	}
+	ws, err := s.d.dialAt(ctx, i, k)
 	if err != nil {
 		if ctx.Err() == nil { // not the attack's own end
 			s.failed(err)
 		}
 		return nil, err
 	}
-	a := &attacker{sw: s, nc: ws.NetConn(), ws: ws, done: make(chan struct{})}
+	a := &attacker{sw: s, nc: ws.NetConn(), ws: ws, host: s.d.nodes[k].host, done: make(chan struct{})}
 	// Writes go through a.write only (raw frames, one lock): gorilla must
 	// not write by itself, so its close handler writes nothing and its
 	// ping handler writes the pong through a.write.
@@ -346,17 +354,19 @@ func (s *swarm) dialWS(ctx context.Context, answerPings bool) (*attacker, error)
 	return a, nil
 }
 
-// dialTCP opens a plain TCP attacker (the HTTP attacks).
+// dialTCP opens a plain TCP attacker (the HTTP attacks) to the next
+// server node in turn.
 func (s *swarm) dialTCP(ctx context.Context) (*attacker, error) {
 	i := int(s.next.Add(1) - 1)
-	nc, err := s.d.dialTCP(ctx, i)
+	k := i % len(s.d.nodes)
+	nc, err := s.d.dialTCP(ctx, i, k)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.failed(err)
 		}
 		return nil, err
 	}
-	a := &attacker{sw: s, nc: nc, done: make(chan struct{})}
+	a := &attacker{sw: s, nc: nc, host: s.d.nodes[k].host, done: make(chan struct{})}
 	if !s.add(a) {
 		return nil, errClosedByUs
 	}

@@ -77,10 +77,11 @@ func (e *attackEnv) hold(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-// dialJoined opens a WebSocket attacker and joins room (as id, when not
-// empty); it fails unless the server created or joined.
-func (e *attackEnv) dialJoined(ctx context.Context, answerPings bool, room, id string) (*attacker, error) {
-	a, err := e.sw.dialWS(ctx, answerPings)
+// dialJoined opens a WebSocket attacker to node k (anyNode: the next in
+// turn) and joins room (as id, when not empty); it fails unless the
+// server created or joined.
+func (e *attackEnv) dialJoined(ctx context.Context, answerPings bool, k int, room, id string) (*attacker, error) {
+	a, err := e.sw.dialWS(ctx, answerPings, k)
 	if err != nil {
 		return nil, err
 	}
@@ -108,16 +109,19 @@ func tokenHint(answer string) string {
 }
 
 // pairs opens n pairs in rooms of two: receivers ("a", answering pings
-// with ack, else none) and senders ("b", answering pings).
+// with ack, else none) and senders ("b", answering pings). Pair i's
+// members are on nodes nodeOf(i, 0) and nodeOf(i, 1) of -url, as the
+// fleet's are.
 func (e *attackEnv) pairs(ctx context.Context, ack bool) (recv, send []*attacker, err error) {
 	recv, send = make([]*attacker, e.n), make([]*attacker, e.n)
 	err = parallel(ctx, e.n, e.o.concurrency, func(i int) error {
 		room := e.newRoom()
 		var err error
-		if recv[i], err = e.dialJoined(ctx, ack, room, "a"); err != nil {
+		nodes := len(e.sw.d.nodes)
+		if recv[i], err = e.dialJoined(ctx, ack, nodeOf(i, 0, nodes), room, "a"); err != nil {
 			return err
 		}
-		send[i], err = e.dialJoined(ctx, true, room, "b")
+		send[i], err = e.dialJoined(ctx, true, nodeOf(i, 1, nodes), room, "b")
 		return err
 	})
 	return recv, send, err
@@ -270,7 +274,7 @@ func attackHeld(ctx context.Context, e *attackEnv) error {
 // look alive).
 func attackNojoin(ctx context.Context, e *attackEnv) error {
 	_ = parallel(ctx, e.n, e.o.concurrency, func(int) error {
-		a, err := e.sw.dialWS(ctx, true)
+		a, err := e.sw.dialWS(ctx, true, anyNode)
 		if err != nil {
 			return nil // counted by the swarm
 		}
@@ -291,7 +295,7 @@ func attackFragment(ctx context.Context, e *attackEnv) error {
 	first := appendFrame(nil, false, opText, payload)
 	as := make([]*attacker, e.n)
 	err := parallel(ctx, e.n, e.o.concurrency, func(i int) error {
-		a, err := e.dialJoined(ctx, true, e.newRoom(), "")
+		a, err := e.dialJoined(ctx, true, anyNode, e.newRoom(), "")
 		var se *setupError
 		if errors.As(err, &se) {
 			return err
@@ -384,7 +388,7 @@ func (e *attackEnv) flood(ctx context.Context, setup func(ctx context.Context, w
 // floodSetup opens a WebSocket attacker that joins a room of its own, and
 // counts the server's answers.
 func (e *attackEnv) floodSetup(ctx context.Context, _ int) (*attacker, error) {
-	a, err := e.dialJoined(ctx, true, e.newRoom(), "")
+	a, err := e.dialJoined(ctx, true, anyNode, e.newRoom(), "")
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +444,7 @@ func badToken(size int) string {
 func attackTokenflood(ctx context.Context, e *attackEnv) error {
 	tok := badToken(e.size)
 	setup := func(ctx context.Context, w int) (*attacker, error) {
-		a, err := e.sw.dialWS(ctx, true)
+		a, err := e.sw.dialWS(ctx, true, anyNode)
 		if err != nil {
 			return nil, err
 		}
@@ -458,8 +462,6 @@ func attackTokenflood(ctx context.Context, e *attackEnv) error {
 // attackIdlehttp: plain HTTP connections that make one keep-alive request
 // (GET /healthz), read the answer and then stay silent.
 func attackIdlehttp(ctx context.Context, e *attackEnv) error {
-	host := e.sw.d.host
-	req := []byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: rendezvous-bench\r\n\r\n")
 	var mu sync.Mutex
 	var firstErr error
 	_ = parallel(ctx, e.n, e.o.concurrency, func(int) error {
@@ -467,6 +469,7 @@ func attackIdlehttp(ctx context.Context, e *attackEnv) error {
 		if err != nil {
 			return nil
 		}
+		req := []byte("GET /healthz HTTP/1.1\r\nHost: " + a.host + "\r\nUser-Agent: rendezvous-bench\r\n\r\n")
 		if err := idleRequest(a, req); err != nil {
 			mu.Lock()
 			if firstErr == nil {
@@ -516,8 +519,10 @@ func idleRequest(a *attacker, req []byte) error {
 // attackSlowbody: plain HTTP connections that send a POST's headers at
 // once and its body (slowBodyLength bytes) one byte per slowBodyEvery.
 func attackSlowbody(ctx context.Context, e *attackEnv) error {
-	head := []byte("POST /healthz HTTP/1.1\r\nHost: " + e.sw.d.host + "\r\nUser-Agent: rendezvous-bench\r\n" +
-		"Content-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(slowBodyLength) + "\r\n\r\nx")
+	head := func(host string) []byte {
+		return []byte("POST /healthz HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: rendezvous-bench\r\n" +
+			"Content-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(slowBodyLength) + "\r\n\r\nx")
+	}
 	as := make([]*attacker, e.n)
 	_ = parallel(ctx, e.n, e.o.concurrency, func(i int) error {
 		a, err := e.sw.dialTCP(ctx)
@@ -526,7 +531,7 @@ func attackSlowbody(ctx context.Context, e *attackEnv) error {
 		}
 		a.begin(time.Now())
 		e.sw.start(a)
-		if a.write(head) == nil {
+		if a.write(head(a.host)) == nil {
 			e.sent.Add(1)
 		}
 		as[i] = a

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,24 +28,31 @@ var epoch = time.Now()
 func now() int64 { return int64(time.Since(epoch)) }
 
 // dialers spreads client connections over several loopback source
-// addresses: one address has only ~28k ephemeral ports towards one server
-// address.
+// addresses (one address has only ~28k ephemeral ports towards one server
+// address) and over the server nodes of -url (see nodeOf).
 type dialers struct {
-	url  string
-	host string // host:port of the server
-	ds   []*websocket.Dialer
+	nodes []node
+	ds    []*websocket.Dialer
 }
 
-func newDialers(rawURL string, sourceIPs int) (*dialers, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("-url: %w", err)
+// node is one server of -url.
+type node struct {
+	url  string // ws:// URL
+	host string // host:port of the server
+}
+
+// maxURLs bounds -url: a cluster of more nodes than that is not a
+// loopback benchmark.
+const maxURLs = 64
+
+// newDialers checks the server URLs (see checkURL) and makes dialers for
+// sourceIPs source addresses.
+func newDialers(urls []string, sourceIPs int) (*dialers, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("-url: no server URL")
 	}
-	if u.Scheme != "ws" {
-		return nil, fmt.Errorf("-url: scheme must be ws, not %q", u.Scheme)
-	}
-	if err := checkLoopback(u.Hostname()); err != nil {
-		return nil, err
+	if len(urls) > maxURLs {
+		return nil, fmt.Errorf("-url: %d URLs, at most %d", len(urls), maxURLs)
 	}
 	if sourceIPs < 1 {
 		sourceIPs = 1
@@ -51,11 +60,14 @@ func newDialers(rawURL string, sourceIPs int) (*dialers, error) {
 	if sourceIPs > 250 {
 		return nil, errors.New("-source-ips: at most 250 (127.0.0.2 … 127.0.0.251)")
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "80")
+	d := &dialers{}
+	for _, raw := range urls {
+		host, err := checkURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("-url: %w", err)
+		}
+		d.nodes = append(d.nodes, node{url: raw, host: host})
 	}
-	d := &dialers{url: rawURL, host: host}
 	for i := 0; i < sourceIPs; i++ {
 		nd := &net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))},
@@ -72,6 +84,100 @@ func newDialers(rawURL string, sourceIPs int) (*dialers, error) {
 		})
 	}
 	return d, nil
+}
+
+// checkURL checks one server URL: ws://, a loopback IPv4 host (or
+// localhost), and returns its host:port (port 80 when it has none).
+func checkURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "ws" {
+		return "", fmt.Errorf("%q: scheme must be ws, not %q", raw, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q: no host", raw)
+	}
+	if err := checkLoopback(u.Hostname()); err != nil {
+		return "", err
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80"), nil
+	}
+	return u.Host, nil
+}
+
+// parseURLList splits a -url value at its commas and checks each URL
+// (checkURL). Empty elements are errors.
+func parseURLList(v string) ([]string, error) {
+	var urls []string
+	for k, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("element %d of %q is empty", k+1, v)
+		}
+		if _, err := checkURL(p); err != nil {
+			return nil, err
+		}
+		urls = append(urls, p)
+	}
+	return urls, nil
+}
+
+// urlFlag is the -url flag: server URLs, comma-separated, and the flag
+// may be repeated. The first value given replaces the default; a URL
+// given twice is an error (its rooms would not be spread).
+type urlFlag struct {
+	list *[]string
+	set  bool
+}
+
+func (f *urlFlag) String() string {
+	if f == nil || f.list == nil {
+		return ""
+	}
+	return strings.Join(*f.list, ",")
+}
+
+func (f *urlFlag) Set(v string) error {
+	urls, err := parseURLList(v)
+	if err != nil {
+		return err
+	}
+	if !f.set {
+		*f.list, f.set = nil, true
+	}
+	for _, u := range urls {
+		if slices.Contains(*f.list, u) {
+			return fmt.Errorf("%q is listed twice", u)
+		}
+		*f.list = append(*f.list, u)
+	}
+	if len(*f.list) > maxURLs {
+		return fmt.Errorf("%d URLs, at most %d", len(*f.list), maxURLs)
+	}
+	return nil
+}
+
+// nodeOf is the server node (index into -url) of member m (0: "a", 1:
+// "b") of room r among n nodes: (r + m) mod n. The two members of a room
+// are on different nodes whenever n ≥ 2, and the clients are spread
+// evenly over the nodes (each node holds n/2 … n/2+1 of every n rooms'
+// members).
+func nodeOf(r, m, n int) int {
+	return (r + m) % n
+}
+
+// clientNode is the node of fleet client i, which is member i%2 of room
+// i/2 (the fleet's layout; negotiate numbers its peers the same way).
+func (d *dialers) clientNode(i int) int {
+	return nodeOf(i/2, i%2, len(d.nodes))
+}
+
+// urlOf is the URL that fleet client i dials.
+func (d *dialers) urlOf(i int) string {
+	return d.nodes[d.clientNode(i)].url
 }
 
 // ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux 4.2+): with a
@@ -95,10 +201,10 @@ func checkLoopback(host string) error {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("-url: host %q is not a loopback address; rendezvous-bench only targets 127.0.0.0/8", host)
+		return fmt.Errorf("host %q is not a loopback address; rendezvous-bench only targets 127.0.0.0/8", host)
 	}
 	if ip.To4() == nil {
-		return fmt.Errorf("-url: use an IPv4 loopback address (127.x.y.z), not %q, so that -source-ips works", host)
+		return fmt.Errorf("use an IPv4 loopback address (127.x.y.z), not %q, so that -source-ips works", host)
 	}
 	return nil
 }
@@ -108,8 +214,15 @@ func (d *dialers) source(i int) string {
 	return net.IPv4(127, 0, 0, byte(2+i%len(d.ds))).String()
 }
 
+// dial connects fleet client i: from source address i, to its node
+// (clientNode).
 func (d *dialers) dial(ctx context.Context, i int) (*websocket.Conn, error) {
-	ws, resp, err := d.ds[i%len(d.ds)].DialContext(ctx, d.url, nil)
+	return d.dialAt(ctx, i, d.clientNode(i))
+}
+
+// dialAt connects from source address src to server node k.
+func (d *dialers) dialAt(ctx context.Context, src, k int) (*websocket.Conn, error) {
+	ws, resp, err := d.ds[src%len(d.ds)].DialContext(ctx, d.nodes[k%len(d.nodes)].url, nil)
 	if err != nil {
 		if resp != nil {
 			return nil, &upgradeError{err: err, status: resp.Status, code: resp.StatusCode}
@@ -131,15 +244,16 @@ type upgradeError struct {
 func (e *upgradeError) Error() string { return fmt.Sprintf("%v (HTTP %s)", e.err, e.status) }
 func (e *upgradeError) Unwrap() error { return e.err }
 
-// dialTCP opens a plain TCP connection to the server from client i's
-// source address (the abuse scenario's HTTP attacks).
-func (d *dialers) dialTCP(ctx context.Context, i int) (net.Conn, error) {
-	return d.ds[i%len(d.ds)].NetDialContext(ctx, "tcp", d.host)
+// dialTCP opens a plain TCP connection from source address src to server
+// node k (the abuse scenario's HTTP attacks).
+func (d *dialers) dialTCP(ctx context.Context, src, k int) (net.Conn, error) {
+	return d.ds[src%len(d.ds)].NetDialContext(ctx, "tcp", d.nodes[k%len(d.nodes)].host)
 }
 
-// subset returns dialers that use only the source addresses [from, to).
+// subset returns dialers that use only the source addresses [from, to),
+// towards the same nodes.
 func (d *dialers) subset(from, to int) *dialers {
-	return &dialers{url: d.url, host: d.host, ds: d.ds[from:to]}
+	return &dialers{nodes: d.nodes, ds: d.ds[from:to]}
 }
 
 // Message frames. The body (the data string) is about -size bytes and

@@ -33,6 +33,17 @@
 // Each prints a human summary; with -json, stdout gets one JSON line and
 // the summary goes to stderr.
 //
+// # Several nodes
+//
+// -url takes several URLs (comma-separated, or the flag repeated): the
+// nodes of a cluster sharing rooms. Member m (0: "a", 1: "b") of room r
+// dials URL (r+m) mod N, so that with N ≥ 2 the two members of a room are
+// on different nodes and every node gets the same share of the clients;
+// attackers of a room of their own take the nodes in turn. Figures read
+// from /metrics (abuse) are summed over the distinct host:port of the
+// URLs; RSS and CPU (-pid) are of one process, and mem's KB per connection
+// then divides by the connections on the nodes that process listens for.
+//
 // # Open files and ports
 //
 // Every client is a socket in this process and one in the server: for
@@ -100,6 +111,13 @@ Scenarios:
               rateflood, idlehttp, slowbody, or all (each in turn). Give the
               server's timeouts (-join-timeout, …) as they were set on it.
 
+Several nodes (a cluster sharing rooms): -url A,B,… (or -url A -url B).
+Member m (0, 1) of room r dials URL (r+m) mod N: a room's two members are
+on different nodes, the nodes share the clients evenly. abuse sums the
+/metrics figures over the nodes' distinct host:port; RSS and CPU are of the
+one -pid process (default: the one on the first URL's port), and mem's KB
+per connection divides by the connections on that process's nodes.
+
 Open files: each client is a socket here and one in the server. For large -n
 raise the limit of both processes first, e.g. 'ulimit -n 200000' (root may
 raise the hard limit: 'ulimit -Hn 200000'). This tool raises its own soft limit
@@ -116,6 +134,7 @@ Examples:
   rendezvous-bench latency -pairs 500 -rate 10000 -duration 10s
   rendezvous-bench throughput -pairs 500 -window 8 -duration 10s   (server: -rate 0)
   rendezvous-bench mem -n 50000 -timeout 10m
+  rendezvous-bench latency -url ws://127.0.0.1:2013/ws,ws://127.0.0.1:2014/ws   (two nodes)
   rendezvous-bench negotiate -pairs 20
   rendezvous-bench abuse -attack all -join-timeout 5s -message-timeout 5s \
       -idle-timeout 5s -read-timeout 5s -resume-window 5s -auth-secret S
@@ -126,7 +145,7 @@ Flags:
 
 type options struct {
 	scenario    string
-	url         string
+	urls        []string // -url: the server nodes, in order (see nodeOf)
 	jsonOut     bool
 	timeout     time.Duration
 	sourceIPs   int
@@ -169,11 +188,13 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet("rendezvous-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.scenario, "scenario", "", "scenario: mem, latency, throughput, negotiate or abuse (or give it as the first argument)")
-	fs.StringVar(&o.url, "url", "ws://127.0.0.1:2013/ws", "server WebSocket `URL` (loopback only)")
+	o.urls = []string{"ws://127.0.0.1:2013/ws"}
+	fs.Var(&urlFlag{list: &o.urls}, "url", "server WebSocket `URLs` (loopback only), comma-separated, or repeat the flag: the nodes of a cluster;\n"+
+		"member m (0, 1) of room r dials URL (r+m) mod N, so that with N ≥ 2 a room's members are on different nodes")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON line on stdout (the summary goes to stderr)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "upper bound of the whole run")
 	fs.IntVar(&o.sourceIPs, "source-ips", 100, "spread clients over this many source addresses 127.0.0.2… (~28k connections each; the server allows 1000 connections and 200 upgrades/s per address)")
-	fs.IntVar(&o.pid, "pid", 0, "server process id, for RSS and CPU (0: look for the process listening on the -url port; -1: none)")
+	fs.IntVar(&o.pid, "pid", 0, "server process id, for RSS and CPU (0: look for the process listening on the port of the first -url; -1: none); one process, also with several -url nodes")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connects and joins in flight at once")
 	fs.IntVar(&o.n, "n", 10000, "mem: number of client connections; abuse: attackers (noack, held: pairs), default per attack")
 	fs.IntVar(&o.pairs, "pairs", 500, "latency, throughput: number of pairs (negotiate: default 20)")
@@ -279,7 +300,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "warning: open-files limit %d is below the %d this run needs; raise it (ulimit -n) or the run will fail\n", lim, need)
 	}
 	if o.pid == 0 && o.scenario != "negotiate" {
-		if u, err := url.Parse(o.url); err == nil {
+		if u, err := url.Parse(o.urls[0]); err == nil {
 			if p, err := strconv.Atoi(u.Port()); err == nil {
 				o.pid = findServerPID(p)
 			} else if u.Port() == "" {
@@ -287,7 +308,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}
 		if o.pid > 0 {
-			fmt.Fprintf(log, "server: pid %d (listening on the -url port)\n", o.pid)
+			fmt.Fprintf(log, "server: pid %d (listening on the port of %s)\n", o.pid, o.urls[0])
 		}
 	}
 	pinHint(log)

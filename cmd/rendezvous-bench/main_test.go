@@ -22,7 +22,7 @@ func testOptions(t *testing.T, url string) *options {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	o.url = url
+	o.urls = []string{url}
 	o.sourceIPs = 2
 	o.concurrency = 8
 	o.drain = 2 * time.Second
@@ -160,13 +160,15 @@ func TestJSONLine(t *testing.T) {
 
 func TestRefusesNonLoopback(t *testing.T) {
 	for _, u := range []string{"ws://10.0.0.1:2013/ws", "ws://example.org/ws", "wss://127.0.0.1/ws"} {
-		if _, err := newDialers(u, 1); err == nil {
+		if _, err := newDialers([]string{u}, 1); err == nil {
 			t.Errorf("%s: accepted", u)
 		}
 	}
+	// A usage error (exit 2), caught while parsing the flags.
 	var stderr bytes.Buffer
-	if code := realMain(context.Background(), []string{"mem", "-url", "ws://192.0.2.1:2013/ws", "-pid", "-1"}, io.Discard, &stderr); code != 1 {
-		t.Errorf("exit code %d, want 1", code)
+	if code := realMain(context.Background(), []string{"mem", "-url", "ws://192.0.2.1:2013/ws", "-pid", "-1"}, io.Discard, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "not a loopback address") {
+		t.Errorf("exit code %d, want 2; stderr:\n%s", code, &stderr)
 	}
 }
 

@@ -5,17 +5,24 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"strconv"
 	"time"
 )
 
 type memResult struct {
-	Scenario       string  `json:"scenario"`
-	Conns          int     `json:"conns"`
-	Rooms          int     `json:"rooms"`
-	PID            int     `json:"pid,omitempty"`
-	RSSBeforeKB    int64   `json:"rss_before_kb,omitempty"`
-	RSSAfterKB     int64   `json:"rss_after_kb,omitempty"`
-	KBPerConn      float64 `json:"kb_per_conn,omitempty"`
+	Scenario    string  `json:"scenario"`
+	Conns       int     `json:"conns"`
+	Rooms       int     `json:"rooms"`
+	PID         int     `json:"pid,omitempty"`
+	RSSBeforeKB int64   `json:"rss_before_kb,omitempty"`
+	RSSAfterKB  int64   `json:"rss_after_kb,omitempty"`
+	KBPerConn   float64 `json:"kb_per_conn,omitempty"`
+	// Nodes is the number of -url nodes; with several, the RSS is that
+	// of the -pid process alone, and KB per connection divides by
+	// PIDConns, the connections on the nodes it listens for.
+	Nodes          int     `json:"nodes"`
+	PIDConns       int     `json:"pid_conns,omitempty"`
 	ConnectSeconds float64 `json:"connect_s"`
 	ConnectsPerSec float64 `json:"connects_per_s"`
 	JoinSeconds    float64 `json:"join_s"`
@@ -46,7 +53,11 @@ func runMem(ctx context.Context, o *options, log io.Writer) (*memResult, error) 
 	if n < 2 {
 		return nil, fmt.Errorf("-n must be at least 2")
 	}
-	res := &memResult{Scenario: "mem", Conns: n, Rooms: n / 2, PID: o.pid}
+	d, err := newDialers(o.urls, o.sourceIPs)
+	if err != nil {
+		return nil, err
+	}
+	res := &memResult{Scenario: "mem", Conns: n, Rooms: n / 2, PID: o.pid, Nodes: len(d.nodes)}
 	if o.pid > 0 {
 		before, err := settledRSS(o.pid, o.rssPoll/2, 3*time.Second)
 		if err != nil {
@@ -56,9 +67,10 @@ func runMem(ctx context.Context, o *options, log io.Writer) (*memResult, error) 
 		fmt.Fprintf(log, "server pid %d: RSS %d KB before connecting\n", o.pid, before)
 	}
 	f := newFleet(ctx, o, n)
+	f.d = d
 	defer f.release()
 
-	fmt.Fprintf(log, "connecting %d clients from %d source addresses…\n", n, o.sourceIPs)
+	fmt.Fprintf(log, "connecting %d clients from %d source addresses to %d server nodes…\n", n, o.sourceIPs, len(d.nodes))
 	cpu := startCPU(o.pid)
 	if err := f.connect(ctx); err != nil {
 		return res, err
@@ -88,7 +100,12 @@ func runMem(ctx context.Context, o *options, log io.Writer) (*memResult, error) 
 			return res, fmt.Errorf("-pid %d: %w", o.pid, err)
 		}
 		res.RSSAfterKB = after
-		res.KBPerConn = round2(float64(after-res.RSSBeforeKB) / float64(n))
+		conns, known := pidConns(d, o.pid, n, findServerPID)
+		if !known {
+			fmt.Fprintf(log, "warning: pid %d listens on none of the -url ports (as /proc tells); KB per connection divides by all %d connections\n", o.pid, n)
+		}
+		res.PIDConns = conns
+		res.KBPerConn = round2(float64(after-res.RSSBeforeKB) / float64(conns))
 	}
 
 	if o.verify {
@@ -124,6 +141,9 @@ func (r *memResult) print(w io.Writer) {
 	fmt.Fprintf(w, "mem: %d connections in %d rooms of two\n", r.Conns, r.Rooms)
 	if r.PID > 0 {
 		fmt.Fprintf(w, "  server RSS      %d KB → %d KB: %.2f KB per joined connection\n", r.RSSBeforeKB, r.RSSAfterKB, r.KBPerConn)
+		if r.Nodes > 1 {
+			fmt.Fprintf(w, "                  (pid %d only: %d of the %d connections, spread over %d nodes)\n", r.PID, r.PIDConns, r.Conns, r.Nodes)
+		}
 	} else {
 		fmt.Fprintf(w, "  server RSS      not measured (give -pid, or run the server on this machine)\n")
 	}
@@ -137,6 +157,36 @@ func (r *memResult) print(w io.Writer) {
 	if r.Error != "" {
 		fmt.Fprintf(w, "  ERROR           %s\n", r.Error)
 	}
+}
+
+// pidConns is how many of the n fleet clients are connected to server
+// process pid: with one -url node, all of them; with several, those whose
+// node's port pid listens on (findPID, given a port, names the process
+// listening there). known is false when pid listens on none of the ports
+// (or /proc does not tell): then all n.
+func pidConns(d *dialers, pid, n int, findPID func(port int) int) (conns int, known bool) {
+	if len(d.nodes) == 1 {
+		return n, true
+	}
+	on := make([]bool, len(d.nodes))
+	for k, nd := range d.nodes {
+		_, p, err := net.SplitHostPort(nd.host)
+		if err != nil {
+			continue
+		}
+		if port, err := strconv.Atoi(p); err == nil && findPID(port) == pid {
+			on[k], known = true, true
+		}
+	}
+	if !known {
+		return n, false
+	}
+	for i := 0; i < n; i++ {
+		if on[d.clientNode(i)] {
+			conns++
+		}
+	}
+	return conns, true
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }

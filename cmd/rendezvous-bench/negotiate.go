@@ -60,7 +60,7 @@ func runNegotiate(ctx context.Context, o *options, log io.Writer) (*negResult, e
 	if o.pairs < 1 || o.rounds < 1 {
 		return nil, fmt.Errorf("-pairs and -rounds must be at least 1")
 	}
-	d, err := newDialers(o.url, o.sourceIPs)
+	d, err := newDialers(o.urls, o.sourceIPs)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func runNegotiate(ctx context.Context, o *options, log io.Writer) (*negResult, e
 
 		fmt.Fprintf(log, "round %d: %d negotiations through the server…\n", round+1, o.pairs)
 		lat, wall = batch(ctx, o.pairs, func(ctx context.Context, i int) (time.Duration, func(), error) {
-			return serverPair(ctx, o, d, api, fmt.Sprintf("%s%d-%d", prefix, round, i), 2*i)
+			return serverPair(ctx, d, api, fmt.Sprintf("%s%d-%d", prefix, round, i), 2*i)
 		}, fail)
 		srvLat = append(srvLat, lat...)
 		srvRate += float64(o.pairs) / wall.Seconds()
@@ -153,11 +153,12 @@ func batch(ctx context.Context, n int, one func(context.Context, int) (time.Dura
 
 // serverPair: "a" joins room (creating it), then "b" joins, which makes b
 // the offering side; the time runs from b's Join call to the data channel
-// open at both ends.
-func serverPair(ctx context.Context, o *options, d *dialers, api *webrtc.API, room string, idx int) (time.Duration, func(), error) {
+// open at both ends. idx is a's fleet index (b's is idx+1): each dials its
+// node of -url (dialers.urlOf), so that with several nodes they differ.
+func serverPair(ctx context.Context, d *dialers, api *webrtc.API, room string, idx int) (time.Duration, func(), error) {
 	cfg := func(id string, i int) peer.Config {
 		return peer.Config{
-			URL:          o.url,
+			URL:          d.urlOf(i),
 			Room:         room,
 			ID:           id,
 			Dial:         &signal.DialOptions{Dialer: d.ds[i%len(d.ds)]},

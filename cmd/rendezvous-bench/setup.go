@@ -12,14 +12,14 @@ import (
 )
 
 // fleet is a set of connected clients, in pairs: clients 2p and 2p+1 join
-// room p as "a" and "b".
+// room p as "a" and "b", each on its node of -url (dialers.clientNode).
 type fleet struct {
 	r       *run
 	o       *options
 	mu      sync.Mutex // guards clients while connecting
 	clients []*client
 	room    string   // room name prefix
-	d       *dialers // source addresses; nil: -source-ips of -url
+	d       *dialers // source addresses and nodes; nil: -source-ips and -url
 	token   string   // join token, when the server needs one
 
 	connectDur time.Duration
@@ -98,7 +98,7 @@ func (f *fleet) connect(ctx context.Context) error {
 	d := f.d
 	if d == nil {
 		var err error
-		if d, err = newDialers(f.o.url, f.o.sourceIPs); err != nil {
+		if d, err = newDialers(f.o.urls, f.o.sourceIPs); err != nil {
 			return err
 		}
 	}
@@ -106,8 +106,8 @@ func (f *fleet) connect(ctx context.Context) error {
 	err := parallel(ctx, len(f.clients), f.o.concurrency, func(i int) error {
 		ws, err := d.dial(ctx, i)
 		if err != nil {
-			return fmt.Errorf("connect client %d of %d (from %s): %w%s", i+1, len(f.clients),
-				d.source(i), err, dialHint(err))
+			return fmt.Errorf("connect client %d of %d (from %s to %s): %w%s", i+1, len(f.clients),
+				d.source(i), d.urlOf(i), err, dialHint(err))
 		}
 		c := newClient(f.r, i, ws, f.o.size)
 		f.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -281,13 +280,39 @@ type serverMetrics struct {
 	Closed map[string]int64
 }
 
-// metricsURL is the /metrics address of the server behind a ws:// URL.
-func metricsURL(wsURL string) (string, error) {
-	u, err := url.Parse(wsURL)
-	if err != nil {
-		return "", err
+// metricsURLs is the /metrics address of each distinct server host:port
+// among nodes, in order. (Two URLs naming one server by different hosts,
+// 127.0.0.1 and localhost, count twice: the tool cannot tell.)
+func metricsURLs(nodes []node) []string {
+	var us []string
+	for _, n := range nodes {
+		u := "http://" + n.host + "/metrics"
+		if !slices.Contains(us, u) {
+			us = append(us, u)
+		}
 	}
-	return "http://" + u.Host + "/metrics", nil
+	return us
+}
+
+// scrapeAll reads serverMetrics from every address of us and sums them:
+// the figures of the whole cluster. Any node's error is the error, since a
+// sum over fewer nodes would mislead.
+func scrapeAll(ctx context.Context, us []string) (serverMetrics, error) {
+	sum := serverMetrics{Closed: map[string]int64{}}
+	for _, u := range us {
+		m, err := scrapeMetrics(ctx, u)
+		if err != nil {
+			return sum, err
+		}
+		sum.HeapInuse += m.HeapInuse
+		sum.HeapAlloc += m.HeapAlloc
+		sum.RSS += m.RSS
+		sum.ConnsOpen += m.ConnsOpen
+		for k, v := range m.Closed {
+			sum.Closed[k] += v
+		}
+	}
+	return sum, nil
 }
 
 // metricsClient reads /metrics without keeping connections alive, so that

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/rendezvous-rtc/rendezvous/cmd/internal/flagenv"
 	"github.com/rendezvous-rtc/rendezvous/signal"
+	"github.com/rendezvous-rtc/rendezvous/signal/cluster"
 	"github.com/rendezvous-rtc/rendezvous/signal/socketio"
 	"github.com/rendezvous-rtc/rendezvous/web"
 )
@@ -47,6 +49,15 @@ the admin API under /api (with -admin-token).
 In place of the tutorial's "node server.js", in the folder of its
 index.html and js/client.js:
   rendezvous -static .
+
+Browsers on other devices (a phone on the same network) need HTTPS for the
+camera and microphone; without a certificate of your own:
+  rendezvous -tls-self-signed
+
+Cluster mode: nodes that share a NATS server (JetStream on) serve one set
+of rooms behind any load balancer; SIGTERM drains a node (its rooms move,
+its clients resume elsewhere with close code 1012):
+  rendezvous -nats nats://127.0.0.1:4222
 `
 
 func main() {
@@ -80,6 +91,7 @@ type options struct {
 	origins         string
 	tlsCert         string
 	tlsKey          string
+	tlsSelfSigned   bool
 	shutdownTimeout time.Duration
 	clientLog       bool
 	logFormat       string
@@ -99,6 +111,7 @@ type options struct {
 	socketio        bool
 	socketioClient  string
 	static          string
+	cluster         clusterOptions
 }
 
 // stringList is a repeatable flag; each value may also hold several
@@ -144,6 +157,8 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.origins, "origins", "", "comma-separated browser origins allowed to connect besides the server's own (https://host, host, or * for any)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate `file` (serve https/wss; needs -tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key `file`")
+	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "serve https/wss with an ECDSA P-256 certificate made at start for localhost, 127.0.0.1, ::1, this machine's name and addresses; "+
+		"logs its SHA-256 fingerprint to compare with the browser's warning (not with -tls-cert/-tls-key)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", signal.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to wait for clients to close")
 	fs.BoolVar(&o.clientLog, "client-log", false, "send clients log messages about what the server does for them")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -164,6 +179,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.socketioClient, "socketio-client", "", "serve this `file` at /socket.io/socket.io.js: the browser bundle of the npm package socket.io-client "+
 		"(its dist/socket.io.min.js); without it that path redirects to "+socketio.ClientCDNURL)
 	fs.StringVar(&o.static, "static", "", "serve this `directory` at / instead of the browser client, as node-static did (no Content-Security-Policy, no directory listings, no names beginning with . but .well-known)")
+	o.cluster.register(fs)
 	fs.Usage = flagenv.Usage(fs, envPrefix, usageHeader)
 	return fs, o
 }
@@ -184,6 +200,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "rendezvous: unexpected argument %q (see -h)\n", fs.Arg(0))
+		return 2
+	}
+	if err := o.cluster.check(fs); err != nil {
+		fmt.Fprintf(stderr, "rendezvous: %v\n", err)
 		return 2
 	}
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
@@ -355,6 +375,9 @@ func (o *options) check() error {
 	if o.pingInterval >= o.pongTimeout {
 		return fmt.Errorf("-ping-interval (%s) must be shorter than -pong-timeout (%s)", o.pingInterval, o.pongTimeout)
 	}
+	if o.tlsSelfSigned && (o.tlsCert != "" || o.tlsKey != "") {
+		return errors.New("-tls-self-signed makes its own certificate: use it or -tls-cert/-tls-key, not both")
+	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
 	}
@@ -413,21 +436,50 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // the error "shutdown" and a disconnect) and waits for them at most
 // o.shutdownTimeout. It logs "listening" with the bound address.
 func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger) error {
-	srv := signal.NewServer(cfg)
+	var srv *signal.Server
+	var node *cluster.Node
+	handler := http.Handler(nil)
+	if o.cluster.on() {
+		// Cluster mode: the node makes the server, and tunnels its clients
+		// to the hosts of their rooms.
+		var err error
+		if node, err = cluster.New(ctx, o.cluster.config(listenURL("http", addrOf(o.addr)), log), cfg); err != nil {
+			return err
+		}
+		srv, handler = node.Server(), node.Handler()
+	} else {
+		srv = signal.NewServer(cfg)
+		handler = srv.Handler()
+	}
+	closeAll := func(gw *socketio.Gateway, srv *signal.Server) {
+		if node != nil {
+			_ = node.Close()
+		}
+		closeAll(gw, srv)
+	}
 	// The limits of -read-timeout, -idle-timeout and -max-header-bytes;
 	// net/http's own errors (mostly a client's, such as a failed TLS
 	// handshake) are logged at debug level.
 	hs := srv.HTTPServer()
+	hs.Handler = handler
 	var gw *socketio.Gateway
 	if o.socketio {
 		var err error
 		if gw, err = socketio.New(srv, o.gatewayConfig(cfg, log)); err != nil {
-			_ = srv.Close()
+			closeAll(nil, srv)
 			return err
 		}
 		// In front of the server's handler rather than on a router, which
 		// would clean the admin API's escaped room names.
-		hs.Handler = gw.Wrap(srv.Handler())
+		hs.Handler = gw.Wrap(handler)
+	}
+	var selfSigned tls.Certificate
+	if o.tlsSelfSigned {
+		var err error
+		if selfSigned, err = useSelfSigned(hs, time.Now()); err != nil {
+			closeAll(gw, srv)
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -436,12 +488,15 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	}
 	ln = srv.Listener(ln) // at most -max-conns (plus headroom for plain HTTP)
 	scheme := "http"
-	if o.tlsCert != "" {
+	if o.tlsCert != "" || o.tlsSelfSigned {
 		scheme = "https"
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "url", listenURL(scheme, ln.Addr()))
+	if o.tlsSelfSigned {
+		logSelfSigned(log, selfSigned, ln.Addr())
+	}
 	if scheme == "http" {
-		log.Info("browsers on other devices need HTTPS for the camera and microphone (-tls-cert/-tls-key); localhost works without")
+		log.Info("browsers on other devices need HTTPS for the camera and microphone (-tls-self-signed, or -tls-cert/-tls-key); localhost works without")
 	}
 	if o.pprof != "" {
 		stop, err := servePprof(o.pprof, log)
@@ -454,7 +509,7 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if o.tlsCert != "" {
+		if scheme == "https" { // with -tls-self-signed, files "" and hs.TLSConfig's certificate
 			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
 		} else {
 			errc <- hs.Serve(ln)
@@ -482,7 +537,13 @@ func serve(ctx context.Context, o *options, cfg signal.Config, log *slog.Logger)
 	// Socket.IO client, its protocol v1 connection closed with 1001, gets
 	// error "shutdown" and a disconnect. Then the gateway ends the
 	// sessions left (those in no room yet) and the long polls.
-	err = srv.Shutdown(sctx)
+	if node != nil {
+		// Cluster mode: the rooms move to the other nodes and the clients
+		// resume there (1012), rather than end.
+		err = node.Drain(sctx)
+	} else {
+		err = srv.Shutdown(sctx)
+	}
 	if gw != nil {
 		if gerr := gw.Shutdown(sctx); err == nil {
 			err = gerr
@@ -574,4 +635,14 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// addrOf is the TCP address of a -addr value, for the URL a cluster node
+// reports (nil when it does not parse).
+func addrOf(addr string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return a
 }

@@ -42,6 +42,8 @@ const ui = {
   localMedia: $("local-media"),
   btnMic: $("btn-mic"),
   btnCam: $("btn-cam"),
+  btnScreen: $("btn-screen"),
+  screenTemplate: $("screen-template"),
   leave: $("leave"),
   chatLog: $("chat-log"),
   chatEmpty: $("chat-empty"),
@@ -98,6 +100,12 @@ const app = {
   dataOnly: false,
   /** @type {Map<string, Tile>} remote members by id */
   tiles: new Map(),
+  /** @type {{stream: MediaStream, track: MediaStreamTrack, tile: ScreenTile}|null} this page's screen share */
+  screen: null,
+  /** The browser's screen picker is open (getDisplayMedia). */
+  screenPending: false,
+  /** @type {Map<MediaStreamTrack, ScreenTile>} the members' shared screens on show, by their track */
+  screens: new Map(),
   statsTimer: 0,
   /** Chat messages from others that arrived while the chat was out of sight. */
   unread: 0,
@@ -131,6 +139,16 @@ window.rendezvous = app;
  * @property {HTMLElement} micEl
  * @property {boolean|undefined} remoteVideo  camera state the member announced
  * @property {number} announceTimer  pending "joined" announcement (0: none)
+ */
+
+/**
+ * A shared screen's tile: this page's own (id "") or member id's.
+ * @typedef {object} ScreenTile
+ * @property {string} id
+ * @property {MediaStreamTrack} track
+ * @property {HTMLElement} el
+ * @property {HTMLVideoElement} video
+ * @property {HTMLElement} nameEl
  */
 
 // ---------- small helpers ----------
@@ -510,6 +528,170 @@ function pickDevice(key, select) {
   if (!ui.preview.hidden) startPreview();
 }
 
+// ---------- screen sharing ----------
+
+/**
+ * Most screens one member may show at once: a track past it (a member
+ * adding tracks without end) is not shown.
+ */
+const MAX_SCREENS_PER_MEMBER = 2;
+
+/** Whether this browser can share a screen (most phones cannot). */
+function canShareScreen() {
+  return !!navigator.mediaDevices && typeof navigator.mediaDevices.getDisplayMedia === "function";
+}
+
+function renderShareButton() {
+  ui.btnScreen.hidden = !canShareScreen();
+  const on = !!app.screen;
+  ui.btnScreen.setAttribute("aria-pressed", String(on));
+  ui.btnScreen.disabled = app.screenPending;
+  ui.btnScreen.title = on ? "Stop sharing your screen" : "Share your screen";
+}
+
+/**
+ * Shares a screen, window or tab the user picks: its video goes to every
+ * member as one more track (addLocalTrack, which renegotiates; members
+ * who join later get it too), and shows in a tile of its own here.
+ */
+async function startShare() {
+  if (app.screen || app.screenPending || !inCall()) return;
+  const seq = app.joinSeq;
+  app.screenPending = true;
+  renderShareButton();
+  let stream = null;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (err) {
+    if (err.name === "NotAllowedError") {
+      log("Screen sharing cancelled"); // the picker closed, or the browser said no
+    } else {
+      notice("screen-failed", "warn", `Could not share the screen: ${err.message || err.name}.`);
+      log(`getDisplayMedia failed: ${err.name}: ${err.message}`, "error");
+    }
+  }
+  app.screenPending = false;
+  const track = stream ? stream.getVideoTracks()[0] : null;
+  if (!track || seq !== app.joinSeq || !inCall()) {
+    // Nothing picked, or the call ended while the picker was open.
+    if (stream) for (const t of stream.getTracks()) t.stop();
+    renderShareButton();
+    return;
+  }
+  track.contentHint = "detail"; // text stays sharp rather than motion smooth
+  const tile = makeScreenTile("", track);
+  tile.el.id = "tile-screen-local";
+  tile.el.classList.add("mine");
+  const stop = /** @type {HTMLButtonElement} */ (tile.el.querySelector(".stop-share"));
+  stop.hidden = false;
+  stop.addEventListener("click", stopShare);
+  app.screen = { stream, track, tile };
+  // The browser's own "Stop sharing", or the shared window closing.
+  track.addEventListener("ended", () => { if (app.screen && app.screen.track === track) stopShare(); });
+  app.client.addLocalTrack(track, stream);
+  renderTileCount();
+  renderShareButton();
+  log(`Sharing your screen${track.label ? ` (${track.label})` : ""}`);
+  announce("You are sharing your screen");
+}
+
+/** Stops sharing: the track leaves every connection (removeLocalTrack) and the tile goes. */
+function stopShare() {
+  const s = app.screen;
+  if (!s) return;
+  app.screen = null;
+  const hadFocus = s.tile.el.contains(document.activeElement);
+  app.client.removeLocalTrack(s.track);
+  for (const t of s.stream.getTracks()) t.stop();
+  removeScreenTile(s.tile);
+  renderTileCount();
+  renderShareButton();
+  if (hadFocus && !ui.btnScreen.hidden) ui.btnScreen.focus();
+  log("Stopped sharing your screen");
+  announce("You stopped sharing your screen");
+}
+
+/**
+ * A new screen tile for track, this page's (id "") or member id's, after
+ * the others in the grid (the layout puts screens first).
+ * @returns {ScreenTile}
+ */
+function makeScreenTile(id, track) {
+  const frag = /** @type {DocumentFragment} */ (ui.screenTemplate.content.cloneNode(true));
+  const figure = /** @type {HTMLElement} */ (frag.querySelector(".tile"));
+  const s = { id, track, el: figure, video: figure.querySelector("video"), nameEl: figure.querySelector(".name") };
+  if (id) figure.dataset.screenOf = id;
+  s.video.srcObject = new MediaStream([track]);
+  const render = () => renderScreenTile(s);
+  s.video.addEventListener("loadeddata", render);
+  s.video.addEventListener("resize", render);
+  s.video.play().catch(() => {});
+  renderScreenTile(s);
+  ui.tiles.append(figure);
+  return s;
+}
+
+/** @param {ScreenTile} s */
+function renderScreenTile(s) {
+  const on = s.track.readyState === "live" && !s.track.muted && s.video.videoWidth > 0;
+  s.el.dataset.video = on ? "on" : "off";
+  const t = s.id ? app.tiles.get(s.id) : null;
+  const label = !s.id ? "Your screen" : `${t ? displayName(t) : shortId(s.id)}’s screen`;
+  s.nameEl.textContent = label;
+  s.el.setAttribute("aria-label", on || !s.id ? label : `${label}, starting`);
+}
+
+/** @param {ScreenTile} s */
+function removeScreenTile(s) {
+  s.video.srcObject = null;
+  s.el.remove();
+}
+
+/** Tracks whose mute and unmute are followed (showScreen). */
+const followedScreens = new WeakSet();
+
+/**
+ * A video track from member t that is not its camera: a screen it shares.
+ * Its tile shows while the member sends it; when the member stops (its
+ * removeLocalTrack makes the track muted here) or leaves, the tile goes.
+ * @param {Tile} t
+ * @param {MediaStreamTrack} track
+ */
+function showScreen(t, track) {
+  if (!followedScreens.has(track)) {
+    followedScreens.add(track);
+    track.addEventListener("unmute", () => showScreen(t, track));
+    track.addEventListener("mute", () => hideScreen(track));
+    track.addEventListener("ended", () => hideScreen(track));
+  }
+  const shown = app.screens.get(track);
+  if (shown) { renderScreenTile(shown); return; }
+  if (track.readyState === "ended" || app.tiles.get(t.id) !== t) return;
+  const n = [...app.screens.values()].filter((s) => s.id === t.id).length;
+  if (n >= MAX_SCREENS_PER_MEMBER) {
+    log(`${displayName(t)} sends more than ${MAX_SCREENS_PER_MEMBER} screens; not showing another`, "error");
+    return;
+  }
+  app.screens.set(track, makeScreenTile(t.id, track));
+  renderTileCount();
+  log(`${displayName(t)} is sharing a screen`, "peer");
+  announce(`${displayName(t)} is sharing a screen`);
+}
+
+/** Removes the tile of a member's screen track, if it shows. */
+function hideScreen(track) {
+  const s = app.screens.get(track);
+  if (!s) return;
+  app.screens.delete(track);
+  removeScreenTile(s);
+  renderTileCount();
+  const t = app.tiles.get(s.id);
+  if (t) {
+    log(`${displayName(t)} stopped sharing a screen`, "peer");
+    announce(`${displayName(t)} stopped sharing a screen`);
+  }
+}
+
 // ---------- remote tiles ----------
 
 /** @returns {Tile} */
@@ -536,7 +718,7 @@ function ensureTile(id) {
   renderTile(t);
   setTileState(t, "new");
   ui.tiles.append(figure);
-  ui.tiles.dataset.count = String(app.tiles.size + 1);
+  renderTileCount();
   renderInvite();
   return t;
 }
@@ -548,8 +730,24 @@ function removeTile(id) {
   t.video.srcObject = null;
   t.el.remove();
   app.tiles.delete(id);
-  ui.tiles.dataset.count = String(app.tiles.size + 1);
+  for (const [track, s] of app.screens) {
+    if (s.id === id) hideScreen(track);
+  }
+  renderTileCount();
   renderInvite();
+}
+
+/**
+ * Sets the tile grid's data-count (the people: the members and this page),
+ * data-screens (the shared screens, absent when none) and --screens (their
+ * number of rows), which the layout follows.
+ */
+function renderTileCount() {
+  ui.tiles.dataset.count = String(app.tiles.size + 1);
+  const screens = app.screens.size + (app.screen ? 1 : 0);
+  if (screens) ui.tiles.dataset.screens = String(screens);
+  else delete ui.tiles.dataset.screens;
+  ui.tiles.style.setProperty("--screens", String(Math.max(screens, 1))); // CSSOM: allowed by the CSP
 }
 
 function clearTiles() {
@@ -569,6 +767,9 @@ function renderTile(t) {
   if (!t.micEl.hidden) parts.push("microphone off");
   if (t.remoteVideo === false) parts.push("camera off");
   t.el.setAttribute("aria-label", parts.join(", "));
+  for (const s of app.screens.values()) {
+    if (s.id === t.id) renderScreenTile(s);
+  }
 }
 
 const stateLabels = {
@@ -1091,6 +1292,13 @@ function wire(client) {
   });
   client.on("track", ({ id, track, stream }) => {
     const t = app.tiles.get(id) || ensureTile(id);
+    // signal.js negotiates the camera's transceiver up front, so the
+    // member's first video track is its camera; a later one comes from its
+    // addLocalTrack: a shared screen.
+    if (track.kind === "video" && stream.getVideoTracks()[0] !== track) {
+      showScreen(t, track);
+      return;
+    }
     attachStream(t, stream, track);
     renderTile(t);
   });
@@ -1137,7 +1345,11 @@ function wire(client) {
       setStatus("reconnecting", "Reconnecting…");
       return; // serverrestart said what is true
     }
-    if (attempt === 1) {
+    if (attempt === 1 && code === 1012) {
+      // A cluster node is restarting: the seat moved to another node.
+      log("The server is restarting (1012); moving to another server", "error");
+      notice("reconnecting", "warn", "The server is restarting; your call continues. Reconnecting…");
+    } else if (attempt === 1) {
       log(`Connection to the server lost (${code}); reconnecting`, "error");
       notice("reconnecting", "warn", resume ? "Connection to the server lost. Reconnecting… The call goes on meanwhile."
         : "Connection to the server lost. Reconnecting… The call will start again.");
@@ -1146,8 +1358,9 @@ function wire(client) {
     }
     setStatus("reconnecting", "Reconnecting…");
   });
-  client.on("resumed", ({ attempts, after, sent }) => {
+  client.on("resumed", ({ attempts, after, sent, gap }) => {
     log(`Reconnected after ${after} ms (${attempts} attempt${attempts === 1 ? "" : "s"}); ${sent} queued message${sent === 1 ? "" : "s"} sent`);
+    if (gap) log("The room was rebuilt after a server crashed: calls still connecting are set up again", "error");
     notice("reconnected", "info", "Reconnected.", 5000);
     setStatus("joined", app.tiles.size ? "In call" : "In call · waiting for others");
   });
@@ -1195,6 +1408,7 @@ function endCall() {
   // connection, so the server sees the leave first and keeps our seat free.
   app.client.leave();
   app.client.setLocalStream(null);
+  stopShare();
   clearInterval(app.statsTimer);
   clearTiles();
   stopMedia();
@@ -1246,6 +1460,10 @@ function init() {
   ui.leave.addEventListener("click", leave);
   ui.btnMic.addEventListener("click", () => { toggleMic(); });
   ui.btnCam.addEventListener("click", () => { toggleCam(); });
+  ui.btnScreen.addEventListener("click", () => {
+    if (app.screen) stopShare();
+    else startShare();
+  });
   ui.chatForm.addEventListener("submit", sendChat);
   ui.noticeClose.addEventListener("click", () => hideNotice());
   ui.rejoin.addEventListener("click", rejoin);
@@ -1292,6 +1510,7 @@ function init() {
   setChatEnabled();
   renderLocal();
   renderUnread();
+  renderShareButton();
   (ui.room.value ? ui.join : ui.room).focus();
   log("Ready");
 }

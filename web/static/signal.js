@@ -43,6 +43,19 @@
 // and timers go through the same queue as server messages, so every state
 // change happens in order with them.
 //
+// Cluster mode: a server node that drains closes its WebSockets with 1012
+// "service restart"; the seat is held and moves to another node, and the
+// client resumes at once (the first attempt without backoff). The client
+// numbers the frames it sends on its seat and keeps the latest (at most
+// 256 frames and 256 KiB): a resumed `joined` with `read` says how many
+// the server handled, and the client sends the others again, in order,
+// before anything new. A resumed `joined` with `gap` (the room was hosted
+// anew after a node crashed: signals may have been lost both ways)
+// recovers each call that is not connected: a pending offer is sent
+// again, and the side that made the first offer restarts ICE on a
+// connection that is stable. Both sides answer an offer they answered
+// already, and ignore an answer or candidate that comes twice.
+//
 // Server restart: a server shutting down says peer-left "shutdown" for
 // every member and closes with 1001. The call does not need the server,
 // so the peer connections are kept; the client reconnects with backoff
@@ -190,10 +203,16 @@ export class SignalError extends Error {
  *   the call goes on and the client joins the next server under its id.
  *   The state is "reconnecting"; the peer connections and data channels
  *   stay up; relay() and signaling wait for the connection.
- * @property {{room: string, id: string, peers: string[], attempts: number, after: number, sent: number}} resumed
+ * @property {{room: string, id: string, peers: string[], attempts: number, after: number, sent: number, resent: number, gap: boolean}} resumed
  *   the seat is back (same id, same peer connections) after attempts
- *   attempts and after ms; sent messages queued meanwhile went out. The
+ *   attempts and after ms; resent frames the server had not handled (its
+ *   `read`) went out again, then sent messages queued meanwhile. The
  *   server then re-sends what the client missed, which is handled as usual.
+ *   gap: signals may have been lost both ways (the server said `gap`: the
+ *   room was hosted anew after a server node crashed; or frames to send
+ *   again were no longer kept); each call that is not connected is then
+ *   recovered (a pending offer sent again, or an ICE restart by the side
+ *   that made the first offer).
  * @property {{room: string, id: string, peers: string[]}} serverrestart
  *   the signaling server is shutting down (it said peer-left "shutdown",
  *   or closed the WebSocket with 1001 "going away"). The call goes on: the
@@ -211,8 +230,9 @@ export class SignalError extends Error {
  *   while they rejoin (peerjoined is not emitted for a kept one); one not
  *   back within resumeWindow, or whose connection fails first, gets
  *   peerleft with reason "not-back".
- * @property {{id: string}} icerestart the connection to a member failed
- *   and this client restarts ICE (a new offer with new ICE credentials);
+ * @property {{id: string}} icerestart the connection to a member failed,
+ *   or is not connected after a resume with a gap (see resumed), and this
+ *   client restarts ICE (a new offer with new ICE credentials);
  *   connectionstatechange tells whether it recovers
  * @property {{id: string}} peerback a member kept over a server restart
  *   joined the room again under its id, its connection still connected:
@@ -269,6 +289,9 @@ export class SignalError extends Error {
  * @property {number} since when the connection dropped (performance.now())
  * @property {number} resumeBy end of the resume window (performance.now())
  * @property {number} giveUpAt end of reconnecting (performance.now())
+ * @property {boolean} moved the server closed with 1012 "service restart":
+ *   its node drains and the seat moves to another one; the first attempt
+ *   is made at once
  * @property {"waiting"|"connecting"|"joining"} phase
  * @property {string|null} ref ref of the attempt's join, once sent
  * @property {number} timer the next attempt
@@ -309,6 +332,11 @@ const RECONNECT_MAX_DELAY = 2000;
 const ATTEMPT_TIMEOUT = 5000;
 /** Messages kept while reconnecting, at most. */
 const OUTBOX_LIMIT = 1000;
+/** Frames sent on the seat kept to send again after a resume, at most (and bytes). */
+const SENT_KEPT_FRAMES = 256;
+const SENT_KEPT_BYTES = 256 * 1024;
+/** Measures the UTF-8 size of the frames kept. */
+const utf8 = new TextEncoder();
 /** ref of every leave, so that a "not-joined" answer to it can be ignored. */
 const LEAVE_REF = "leave";
 /** Bounds the /healthz request that tells a refused WebSocket from an unreachable server. */
@@ -706,6 +734,12 @@ export class RendezvousClient extends EventTarget {
     this._generation = 0; // bumped by _reset: queued messages of an old membership are dropped
     /** @internal @type {WireMessage[]} messages to the server waiting for the connection */
     this._outbox = [];
+    /** @internal @type {number} frames sent on the seat since the join that took it (resume joins excluded) */
+    this._sent = 0;
+    /** @internal @type {Array<{text: string, bytes: number}>} the latest frames sent on the seat, oldest first; the last is frame _sent */
+    this._kept = [];
+    /** @internal @type {number} bytes in _kept */
+    this._keptBytes = 0;
     /** @internal @type {Reconnection|null} */
     this._rc = null; // reconnection under way (see _startReconnect)
     /** @internal @type {boolean} */
@@ -1117,6 +1151,7 @@ export class RendezvousClient extends EventTarget {
     this.room = this.id = this.capacity = null;
     this.resumeToken = null;
     this._outbox = [];
+    this._forgetSent(0);
     // Drop signaling messages still queued for the old membership.
     this._generation++;
   }
@@ -1234,7 +1269,60 @@ export class RendezvousClient extends EventTarget {
   _sendOn(ws, msg) {
     if (ws.readyState !== WebSocket.OPEN) return;
     this._debug(`→ ${msg.type}${msg.to ? " to " + msg.to : ""}${msg.resume ? ` (resume, received ${msg.received})` : ""}`);
-    ws.send(JSON.stringify(msg));
+    const text = JSON.stringify(msg);
+    ws.send(text);
+    if (msg.type !== "join") this._countSent(text);
+    else if (!msg.resume) this._forgetSent(0); // it may take a new seat, whose frames count from here
+  }
+
+  /**
+   * Numbers a frame just sent on the seat and keeps it, forgetting the
+   * oldest past SENT_KEPT_FRAMES frames or SENT_KEPT_BYTES bytes.
+   * @internal
+   * @param {string} text
+   */
+  _countSent(text) {
+    this._sent++;
+    const bytes = utf8.encode(text).length;
+    this._kept.push({ text, bytes });
+    this._keptBytes += bytes;
+    let drop = 0;
+    while (this._kept.length - drop > SENT_KEPT_FRAMES || this._keptBytes > SENT_KEPT_BYTES) {
+      this._keptBytes -= this._kept[drop].bytes;
+      drop++;
+    }
+    if (drop) this._kept.splice(0, drop);
+  }
+
+  /**
+   * Forgets the frames kept: the next frame sent on the seat is read+1.
+   * @internal
+   * @param {number} read
+   */
+  _forgetSent(read) {
+    this._sent = read;
+    this._kept = [];
+    this._keptBytes = 0;
+  }
+
+  /**
+   * The frames to send again after a resume whose joined says the server
+   * handled read of the seat's frames: read+1 … _sent, which are numbered
+   * again from read+1 as they go out. null when one of them is no longer
+   * kept, or read is beyond _sent (a gap): the count then goes on from read.
+   * @internal
+   * @param {number} read
+   * @returns {string[]|null}
+   */
+  _rewindSent(read) {
+    if (!Number.isSafeInteger(read) || read < 0 || read > this._sent || this._sent - read > this._kept.length) {
+      this._forgetSent(Number.isSafeInteger(read) && read >= 0 ? read : 0);
+      return null;
+    }
+    const again = this._kept.splice(this._kept.length - (this._sent - read));
+    for (const f of again) this._keptBytes -= f.bytes;
+    this._sent = read;
+    return again.map((f) => f.text);
   }
 
   /**
@@ -1444,7 +1532,7 @@ export class RendezvousClient extends EventTarget {
     /** @type {Reconnection} */
     const r = {
       code: close.code, reason: close.reason, received, token: this.resumeToken,
-      seatLost: false, restart: false, byId: false, attempt: 0, delay: RECONNECT_MIN_DELAY, since: now,
+      seatLost: false, restart: false, byId: false, moved: close.code === 1012, attempt: 0, delay: RECONNECT_MIN_DELAY, since: now,
       resumeBy: now + resumeWindow, giveUpAt: now + (o.reconnectTimeout ?? 60000),
       phase: "waiting", // then "connecting", "joining"
       ref: null, timer: 0, answerTimer: 0, windowTimer: 0,
@@ -1481,7 +1569,8 @@ export class RendezvousClient extends EventTarget {
     const now = performance.now();
     let wait;
     if (r.attempt === 0) {
-      wait = Math.random() * RECONNECT_MIN_DELAY;
+      // After 1012 the seat waits on another node: at once.
+      wait = r.moved ? 0 : Math.random() * RECONNECT_MIN_DELAY;
     } else {
       wait = r.delay / 2 + Math.random() * r.delay / 2;
       r.delay = Math.min(2 * r.delay, RECONNECT_MAX_DELAY);
@@ -1585,18 +1674,36 @@ export class RendezvousClient extends EventTarget {
       if (msg.resume) this.resumeToken = msg.resume;
       if (Array.isArray(msg.iceServers)) this.iceServers = msg.iceServers;
       if (msg.capacity) this.capacity = msg.capacity;
-      // What was queued meanwhile goes out first, in order. (Should the new
-      // socket have closed already, it stays queued: its close, next in
-      // the queue, starts another reconnection.)
+      // The frames the server did not handle go out again first, then
+      // what was queued meanwhile, in order. (Should the new socket have
+      // closed already, both wait: its close, next in the queue, starts
+      // another reconnection, whose joined says again what was handled.)
       const ws = this._ws;
-      const queued = ws && ws.readyState === WebSocket.OPEN ? this._outbox : [];
+      const open = !!ws && ws.readyState === WebSocket.OPEN;
+      let gap = !!msg.gap;
+      /** @type {string[]} */
+      let again = [];
+      if (gap) {
+        this._forgetSent(0); // the room was hosted anew: it counts from here
+      } else if (open && msg.read !== undefined && msg.read !== null) {
+        const frames = this._rewindSent(msg.read);
+        if (frames) again = frames;
+        else gap = true;
+      }
+      for (const text of again) {
+        /** @type {WebSocket} open */ (ws).send(text);
+        this._countSent(text);
+      }
+      const queued = open ? this._outbox : [];
       if (queued.length) this._outbox = [];
       for (const m of queued) this._sendOn(/** @type {WebSocket} queued is empty without one */ (ws), m);
-      this._debug(`resumed after ${r.attempt} attempts; sent ${queued.length} queued messages`);
+      this._debug(`resumed after ${r.attempt} attempts; sent ${again.length} frames again and ${queued.length} queued messages${gap ? "; gap: recovering the calls" : ""}`);
       this._emit("resumed", {
         room: msg.room, id: msg.id, peers: Array.isArray(msg.peers) ? msg.peers : [],
         attempts: r.attempt, after: Math.round(performance.now() - r.since), sent: queued.length,
+        resent: again.length, gap,
       });
+      if (gap) await this._recoverCalls();
       return;
     }
     if (r.restart && !r.seatLost && msg.id === this.id && msg.room === this.room) {
@@ -1640,6 +1747,46 @@ export class RendezvousClient extends EventTarget {
         return;
       default: // unauthorized (an expired token), ...: trying again will not help
         this._giveUp(r, { error: { code: msg.code, message: msg.message } });
+    }
+  }
+
+  /**
+   * After a resume with a gap (signals may have been lost both ways):
+   * recovers each call that is not connected. An offer of ours that is
+   * pending (have-local-offer) is replaced by a new one with an ICE
+   * restart: the other side may have answered the first and seen its ICE
+   * checks fail meanwhile. The other side answers it, even if it answered
+   * before. A stable connection is restarted (restartIce: a new offer) by
+   * the side that made the first offer only, so that the two sides do not
+   * offer at once (package peer cannot roll an offer back). Connected
+   * calls are left alone.
+   * @internal
+   */
+  async _recoverCalls() {
+    for (const p of [...this.peers.values()]) {
+      const pc = p.pc;
+      if (pc.connectionState === "connected" || pc.signalingState === "closed") continue;
+      if (pc.signalingState === "have-local-offer") {
+        this._debug(`${p.id}: signals may have been lost; offering again with an ICE restart`);
+        this._emit("icerestart", { id: p.id });
+        try {
+          p._makingOffer = true;
+          await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+          if (/** @type {RTCSignalingState} */ (pc.signalingState) === "have-local-offer" && pc.localDescription) {
+            this._send({ type: "offer", to: p.id, sdp: pc.localDescription.sdp });
+          }
+        } catch (err) {
+          this._emit("error", { code: "webrtc", message: `Offer again to ${p.id}: ${err}`, id: p.id });
+        } finally {
+          p._makingOffer = false;
+        }
+      } else if (pc.signalingState === "stable" && p.role === "offerer" && p._negotiated) {
+        this._debug(`${p.id}: signals may have been lost; restarting ICE`);
+        this._emit("icerestart", { id: p.id });
+        pc.restartIce(); // negotiationneeded: a new offer (_negotiate)
+      } else {
+        this._debug(`${p.id}: signals may have been lost; waiting for its offer (${pc.signalingState})`);
+      }
     }
   }
 

@@ -1,0 +1,309 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+)
+
+// The host side of a node: each tunnel from a gateway (another node's or
+// this one's) ends here in a protocol v1 connection to this node's
+// server, made in-process (signal.Server.DialTunnel). The server runs
+// every rule of the protocol on it as on a network connection; hostEnd
+// only carries frames: client frames from the gateway into the
+// connection, and what the server writes (frames, pings, its close) back
+// to the gateway.
+
+// hostEnd is the host's end of one tunnel.
+type hostEnd struct {
+	n      *Node
+	tunnel string
+	gw     string          // node id of the client's gateway
+	ws     *websocket.Conn // the client side of the in-process connection
+
+	mu         sync.Mutex
+	queue      []gwOut // guarded by mu: frames for the server (text, pong, close, abort)
+	queueBytes int     // guarded by mu
+	writing    bool    // guarded by mu: writeLoop runs
+	ended      bool    // guarded by mu: the gateway ended the tunnel (close or abort queued)
+	joinRoom   string  // guarded by mu: the room of the last join through the tunnel
+	writers    sync.WaitGroup
+}
+
+// movedPrefix starts the error frame the server sends for a join of a
+// room it does not host (signal.CodeMoved).
+var movedPrefix = []byte(`{"type":"error","code":"moved"`)
+
+// onOpen answers a gateway's request to open a tunnel here.
+func (n *Node) onOpen(m *nats.Msg) {
+	kind, tunnel, body, err := parseEnvelope(m.Data)
+	if err == nil && kind != kindOpen {
+		err = errors.New("not an open")
+	}
+	var ob openBody
+	if err == nil {
+		err = json.Unmarshal(body, &ob)
+	}
+	gw, _, ok := cutTunnel(tunnel)
+	if err == nil && !ok {
+		err = errors.New("bad tunnel id")
+	}
+	if err == nil {
+		err = n.openEnd(gw, tunnel, ob)
+	}
+	reply := []byte("ok")
+	if err != nil {
+		reply = []byte(err.Error())
+	}
+	_ = m.Respond(reply)
+}
+
+// cutTunnel splits a tunnel id "<gateway node>.<number>".
+func cutTunnel(tunnel string) (gw, num string, ok bool) {
+	i := bytes.LastIndexByte([]byte(tunnel), '.')
+	if i <= 0 || i == len(tunnel)-1 {
+		return "", "", false
+	}
+	return tunnel[:i], tunnel[i+1:], true
+}
+
+// errDraining refuses new tunnels on a node that is draining.
+var errDraining = errors.New("cluster: this node is draining")
+
+// openEnd opens the host end of tunnel for gateway gw.
+func (n *Node) openEnd(gw, tunnel string, ob openBody) error {
+	n.hostMu.Lock()
+	if n.hostClosed || n.draining.Load() {
+		n.hostMu.Unlock()
+		return errDraining
+	}
+	if _, dup := n.ends[tunnel]; dup {
+		n.hostMu.Unlock()
+		return errors.New("cluster: tunnel exists")
+	}
+	e := &hostEnd{n: n, tunnel: tunnel, gw: gw}
+	n.ends[tunnel] = e // reserved: frames that follow the open queue up
+	n.endWG.Add(1)
+	n.hostMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(n.ctx, openTimeout)
+	defer cancel()
+	d := websocket.Dialer{
+		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return n.srv.DialTunnel(ctx, ob.Remote, ob.Written)
+		},
+		HandshakeTimeout: openTimeout,
+		// A pipe has no buffer of its own: small reads cost little, and
+		// write buffers are only held while writing.
+		ReadBufferSize:  512,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &n.writeBufs,
+	}
+	ws, _, err := d.DialContext(ctx, "ws://in-process/ws", nil)
+	if err != nil {
+		n.hostMu.Lock()
+		delete(n.ends, tunnel)
+		n.hostMu.Unlock()
+		n.endWG.Done()
+		return err
+	}
+	ws.SetPingHandler(func(p string) error {
+		n.sendTo(gw, "g", kindPing, tunnel, []byte(p))
+		return nil
+	})
+	e.mu.Lock()
+	e.ws = ws
+	e.startWriterLocked() // frames may have queued during the handshake
+	e.mu.Unlock()
+	go e.pump()
+	return nil
+}
+
+// pump forwards what the server writes on the tunnel's connection to the
+// gateway, until the connection ends.
+func (e *hostEnd) pump() {
+	n := e.n
+	defer func() {
+		e.mu.Lock()
+		e.ended = true
+		e.mu.Unlock()
+		e.writers.Wait()
+		_ = e.ws.Close()
+		n.hostMu.Lock()
+		delete(n.ends, e.tunnel)
+		n.hostMu.Unlock()
+		n.endWG.Done()
+	}()
+	for {
+		_, data, err := e.ws.ReadMessage()
+		if err != nil {
+			e.mu.Lock()
+			ended := e.ended
+			e.mu.Unlock()
+			if ended {
+				return // the gateway ended it: nothing to tell
+			}
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure && ce.Code != websocket.CloseNoStatusReceived {
+				n.sendTo(e.gw, "g", kindClose, e.tunnel, closeBody(ce.Code, ce.Text))
+			} else {
+				n.sendTo(e.gw, "g", kindAbort, e.tunnel, nil)
+			}
+			return
+		}
+		if bytes.HasPrefix(data, movedPrefix) {
+			// The join was for a room hosted elsewhere: the gateway routes
+			// the client again. The frame is the server's answer to the
+			// gateway, not to the client.
+			room, _ := e.lastRoom()
+			n.sendTo(e.gw, "g", kindMoved, e.tunnel, []byte(room))
+			continue
+		}
+		n.sendTo(e.gw, "g", kindText, e.tunnel, data)
+	}
+}
+
+// lastRoom is the room of the last join that came through the tunnel.
+func (e *hostEnd) lastRoom() (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.joinRoom, e.joinRoom != ""
+}
+
+// onHostMsg receives tunnel frames from gateways.
+func (n *Node) onHostMsg(m *nats.Msg) {
+	kind, tunnel, body, err := parseEnvelope(m.Data)
+	if err != nil {
+		n.log.Warn("host: bad tunnel message", "err", err)
+		return
+	}
+	n.met.fromNATS.Inc()
+	n.toHostEnd(kind, tunnel, body)
+}
+
+// toHostEnd hands a frame from a gateway to its tunnel's end here.
+func (n *Node) toHostEnd(kind byte, tunnel string, body []byte) {
+	n.hostMu.Lock()
+	e := n.ends[tunnel]
+	n.hostMu.Unlock()
+	if e == nil {
+		return // ended already
+	}
+	e.push(gwOut{kind: kind, body: body})
+}
+
+// push queues a frame from the gateway for the server. A gateway that
+// sends faster than the server reads past the queue's bounds has its
+// tunnel cut (the server holds the seat).
+func (e *hostEnd) push(o gwOut) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ended {
+		return
+	}
+	switch o.kind {
+	case kindText:
+		if room, ok := joinRoom(o.body); ok {
+			e.joinRoom = room
+		}
+		if len(e.queue) >= maxQueued || e.queueBytes+len(o.body) > e.n.queueBytes {
+			o = gwOut{kind: kindAbort}
+			e.n.met.slow.Inc()
+		} else {
+			e.queueBytes += len(o.body)
+		}
+	case kindPong, kindClose, kindAbort:
+	default:
+		return
+	}
+	if o.kind == kindClose || o.kind == kindAbort {
+		e.ended = true
+	}
+	e.queue = append(e.queue, o)
+	e.startWriterLocked()
+}
+
+func (e *hostEnd) startWriterLocked() {
+	if !e.writing && e.ws != nil && len(e.queue) > 0 {
+		e.writing = true
+		e.writers.Add(1)
+		go e.writeLoop()
+	}
+}
+
+// writeLoop writes the queued frames into the server's connection.
+func (e *hostEnd) writeLoop() {
+	defer e.writers.Done()
+	wait := e.n.writeWait
+	for {
+		e.mu.Lock()
+		batch := e.queue
+		e.queue = nil
+		e.queueBytes = 0
+		if len(batch) == 0 {
+			e.writing = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		for _, o := range batch {
+			var err error
+			switch o.kind {
+			case kindText:
+				_ = e.ws.SetWriteDeadline(time.Now().Add(wait))
+				err = e.ws.WriteMessage(websocket.TextMessage, o.body)
+			case kindPong:
+				err = e.ws.WriteControl(websocket.PongMessage, o.body, time.Now().Add(wait))
+			case kindClose:
+				err = e.ws.WriteControl(websocket.CloseMessage, o.body, time.Now().Add(wait))
+				// The server answers and closes; pump then ends.
+				_ = e.ws.SetReadDeadline(time.Now().Add(closeGrace))
+			case kindAbort:
+				err = e.ws.NetConn().Close() // a drop: the server holds the seat
+			}
+			if err != nil {
+				_ = e.ws.NetConn().Close()
+				break
+			}
+		}
+	}
+}
+
+// closeEnds cuts every tunnel end here, as drops, and refuses new ones.
+func (n *Node) closeEnds() {
+	n.hostMu.Lock()
+	n.hostClosed = true
+	ends := make([]*hostEnd, 0, len(n.ends))
+	for _, e := range n.ends {
+		ends = append(ends, e)
+	}
+	n.hostMu.Unlock()
+	for _, e := range ends {
+		e.push(gwOut{kind: kindAbort})
+	}
+}
+
+// sendTo sends a tunnel frame to endpoint ("h": host side, "g": gateway
+// side) of node: directly when it is this node, else over NATS.
+func (n *Node) sendTo(node, endpoint string, kind byte, tunnel string, body []byte) {
+	if node == n.id {
+		if endpoint == "h" {
+			n.toHostEnd(kind, tunnel, body)
+		} else {
+			n.toGateway(kind, tunnel, body)
+		}
+		return
+	}
+	if err := n.nc.Publish(n.subject(node, endpoint), appendEnvelope(nil, kind, tunnel, body)); err != nil {
+		n.log.Debug("tunnel: publish failed", "to", node, "err", err)
+		return
+	}
+	n.met.toNATS.Inc()
+}
