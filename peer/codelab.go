@@ -113,7 +113,7 @@ func newCodelab(c *Codelab) *codelab {
 // come in time.
 func (p *Peer) recv(c *link) (*signal.Message, error) {
 	if p.cl == nil {
-		return c.Recv(p.ctx)
+		return p.recvV1(c)
 	}
 	for {
 		p.offerOverdue()

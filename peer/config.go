@@ -111,6 +111,7 @@ const DefaultResumeWindow = signal.DefaultResumeWindow
 type hooks struct {
 	pushed   func(m *signal.Message) // a message was queued for the server (any goroutine)
 	received func(m *signal.Message) // the run loop handles a message from the server
+	backoff  func()                  // the run loop waits (backoff) before a reconnection attempt
 }
 
 // DataChannelConfig is a data channel to open on every connection.

@@ -32,11 +32,13 @@ var (
 	// ErrNoSCTP is returned by CreateDataChannel when the connection has
 	// no data channel transport: the negotiation is not complete yet, or a
 	// remote offer (from a browser, say) had no data channel section, and
-	// adding one would need renegotiation, which this package does not do.
+	// adding one would need a renegotiation of its own, which this package
+	// does not make.
 	ErrNoSCTP = errors.New("peer: connection has no data channel transport")
 	// ErrUnexpectedSDP is reported (as an EventError) when an offer or
-	// answer breaks the protocol's roles: an offer from a member this peer
-	// already negotiates with, or an answer nobody asked for.
+	// answer breaks the protocol's roles: an offer from the member this
+	// peer made its first offer to, before that offer's answer, an answer
+	// nobody asked for, or a glare the polite side could not roll back.
 	ErrUnexpectedSDP = errors.New("peer: offer or answer out of turn")
 	// ErrNegotiation is reported (as an EventError) when creating or
 	// applying a session description or candidate fails.

@@ -49,11 +49,20 @@ const (
 	// Data, and IsString for a text message.
 	EventMessage EventType = "message"
 	// EventTrack: Remote sends a media track: Track and Receiver are set.
+	// It may come at any time of the call (a track added by renegotiation).
 	EventTrack EventType = "track"
+	// EventICERestart: the connection with Remote failed and this peer,
+	// the impolite side of perfect negotiation, restarts ICE (a new offer
+	// with new ICE credentials); connection-state events tell whether it
+	// recovers.
+	EventICERestart EventType = "ice-restart"
 	// EventSignalingLost: the connection to the signaling server dropped
-	// (no close frame: a reset, a dead network, a crashed proxy) before
-	// Close; Err wraps ErrSignalingClosed. The peer reconnects with
-	// backoff (50 ms doubling to 1 s, with jitter) and resumes its seat
+	// (no close frame: a reset, a dead network, a crashed proxy), or the
+	// server closed it with 1012 "service restart" (its node is draining
+	// and the seat moves to another node), before Close; Err wraps
+	// ErrSignalingClosed. The peer reconnects with backoff (50 ms
+	// doubling to 1 s, with jitter; after 1012 the first attempt is made
+	// at once) and resumes its seat
 	// (Config.ResumeWindow). Meanwhile the PeerConnections keep working and
 	// negotiation goes on: what the peer sends to the server waits, in
 	// order, and goes out after the resume, and the server re-sends what
@@ -62,7 +71,14 @@ const (
 	EventSignalingLost EventType = "signaling-lost"
 	// EventSignalingResumed: after EventSignalingLost, the peer took its
 	// seat back on a new connection: same ID, every PeerConnection and all
-	// negotiation state kept; the other members saw nothing.
+	// negotiation state kept; the other members saw nothing. The frames
+	// the server did not handle before the connection ended go out again
+	// (when the server says how many it handled). Gap is set when
+	// signals may have been lost both ways (the room was hosted anew
+	// after a server node crashed, or frames to send again were no longer
+	// kept): the peer then recovers each call that is not connected (the
+	// member that made the first offer offers again, with an ICE restart
+	// when it has no offer pending).
 	EventSignalingResumed EventType = "signaling-resumed"
 	// EventSeatLost: after EventSignalingLost, the seat could not be
 	// resumed: the server refused the resume (Err wraps ErrSeatLost and
@@ -127,6 +143,7 @@ type Event struct {
 	Peers   []string // joined, rejoined: members already in the room, in join order
 	Created bool     // joined, rejoined: this join created the room
 	Kept    []string // rejoined, peer-joined: members whose connected PeerConnection was kept
+	Gap     bool     // signaling-resumed: signals may have been lost; calls not connected are recovered
 
 	Reason string // peer-left
 
@@ -159,6 +176,10 @@ func (e Event) String() string {
 			verb = "created"
 		}
 		fmt.Fprintf(&b, " %s room %q as %s, peers [%s]", verb, e.Room, e.ID, strings.Join(e.Peers, " "))
+	case EventSignalingResumed:
+		if e.Gap {
+			b.WriteString(" (gap: recovering the calls not connected)")
+		}
 	case EventRejoined:
 		fmt.Fprintf(&b, " room %q as %s, peers [%s], kept [%s]", e.Room, e.ID, strings.Join(e.Peers, " "), strings.Join(e.Kept, " "))
 	case EventPeerJoined:

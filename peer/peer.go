@@ -40,14 +40,17 @@ type Peer struct {
 	early      map[string][]webrtc.ICECandidateInit // candidates from members with no PeerConnection yet
 	iceServers []webrtc.ICEServer                   // from created/joined plus Config.ICEServers
 	resume     string                               // the seat's resume token; empty when none
+	mids       uint64                               // mids given by assignMids
+	inbox      inbox                                // work for the run loop from other goroutines
 
 	mu       sync.Mutex
-	client   *link              // guarded by mu; the current signaling connection, written only by the run loop
-	id       string             // guarded by mu; this peer's id in the room
-	capacity int                // guarded by mu
-	remotes  map[string]*remote // guarded by mu; written only by the run loop and Close
-	changed  chan struct{}      // guarded by mu; closed and replaced when any remote's state changes
-	closing  bool               // guarded by mu; set once by Close: no new goroutines
+	client   *link               // guarded by mu; the current signaling connection, written only by the run loop
+	id       string              // guarded by mu; this peer's id in the room
+	capacity int                 // guarded by mu
+	remotes  map[string]*remote  // guarded by mu; written only by the run loop and Close
+	changed  chan struct{}       // guarded by mu; closed and replaced when any remote's state changes
+	closing  bool                // guarded by mu; set once by Close: no new goroutines
+	extra    []webrtc.TrackLocal // guarded by mu; the tracks of AddTrack, at most maxExtraTracks
 
 	runDone    chan struct{}  // closed when the run loop has ended
 	writerDone chan struct{}  // closed when the writer has ended

@@ -16,14 +16,24 @@ type remote struct {
 	pc   *webrtc.PeerConnection // set before the remote is published; read-only
 
 	// owned by the run loop
-	haveRemoteDesc bool                      // SetRemoteDescription succeeded
-	pending        []webrtc.ICECandidateInit // remote candidates waiting for the remote description
-	offerSDP       string                    // codelab dialect: the offer answered, to recognise it repeated
+	haveRemoteDesc  bool                      // SetRemoteDescription succeeded
+	pending         []webrtc.ICECandidateInit // remote candidates waiting for the remote description
+	offerSDP        string                    // codelab dialect: the offer answered, to recognise it repeated
+	restartOnAnswer bool                      // the pending offer was sent again after a gap: restart ICE once it is answered
+
+	// perfect negotiation, owned by the run loop (see renegotiate.go)
+	negotiated   bool                                    // the first offer/answer exchange is done: either side may renegotiate
+	needOffer    bool                                    // a change waits for an offer of ours (negotiate)
+	restartICE   bool                                    // that offer restarts ICE
+	offerRestart bool                                    // the pending offer of ours restarts ICE
+	ignoreOffer  bool                                    // the latest offer from the member was ignored (glare, impolite side)
+	extra        map[webrtc.TrackLocal]*webrtc.RTPSender // the tracks of AddTrack sent on this connection
 
 	// guarded by Peer.mu
 	sdpSent      bool                           // our offer/answer is queued: candidates may follow
 	dataSection  bool                           // the remote description has a data channel section
 	localPending []*signal.Message              // local candidates gathered before sdpSent
+	restarts     int                            // ICE restarts made since the connection was last connected
 	state        webrtc.PeerConnectionState     // last connection state
 	channels     map[string]*webrtc.DataChannel // open data channels by label
 
@@ -47,7 +57,10 @@ func (p *Peer) newRemote(id string, role Role) (*remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: new PeerConnection for %s: %w", ErrNegotiation, id, err)
 	}
-	r := &remote{id: id, role: role, pc: pc, state: webrtc.PeerConnectionStateNew, channels: make(map[string]*webrtc.DataChannel)}
+	r := &remote{
+		id: id, role: role, pc: pc, state: webrtc.PeerConnectionStateNew,
+		channels: make(map[string]*webrtc.DataChannel), extra: make(map[webrtc.TrackLocal]*webrtc.RTPSender),
+	}
 	p.watch(r)
 	if err := p.addMedia(r); err != nil {
 		r.close()
@@ -82,15 +95,7 @@ func (p *Peer) addMedia(r *remote) error {
 			return fmt.Errorf("%w: add track %q for %s: %w", ErrNegotiation, t.ID(), r.id, err)
 		}
 		have[t.Kind()] = true
-		// RTCP must be read for the interceptors (NACK, reports) to work.
-		p.spawn(func() {
-			buf := make([]byte, 1500)
-			for {
-				if _, _, err := sender.Read(buf); err != nil {
-					return
-				}
-			}
-		})
+		p.readRTCP(sender)
 	}
 	if r.role != RoleOffer {
 		return nil
@@ -140,9 +145,15 @@ func (p *Peer) watch(r *remote) {
 	r.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		p.mu.Lock()
 		r.state = s
+		if s == webrtc.PeerConnectionStateConnected {
+			r.restarts = 0
+		}
 		p.broadcastLocked()
 		p.mu.Unlock()
 		p.emit(Event{Type: EventConnectionState, Remote: r.id, ConnectionState: s})
+		if s == webrtc.PeerConnectionStateFailed && p.cl == nil {
+			p.connectionFailed(r.id) // ICE restart (restartFailed)
+		}
 	})
 	r.pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 		p.watchChannel(r, dc)

@@ -47,18 +47,25 @@ func (b *backoff) timer() *time.Timer {
 // the seat, ...) is not reconnected. A dropped one is: the peer dials
 // again with backoff and resumes its seat, sending the resume token and
 // the number of frames it read on old, so that the server re-sends
-// exactly what it missed. When the seat cannot be resumed, the peer
-// closes every PeerConnection and joins again as a newcomer.
+// exactly what it missed. A connection closed with 1012 "service
+// restart" is resumed the same way, at once: the server's node is
+// draining and its seat moves to another node. When the seat cannot be
+// resumed, the peer closes every PeerConnection and joins again as a
+// newcomer.
 //
 // reconnect returns true when the peer is in the room again on a new
 // connection, false when the run loop must end (Close, or signaling is
 // over for good).
 func (p *Peer) reconnect(old *link, cause error) bool {
-	p.out.detach(old)
 	old.Abort() // it has ended; this releases it
+	// Every frame written on old is counted from here on (see rewind).
+	p.out.quiesce(old)
 	lost := fmt.Errorf("%w: %w", ErrSignalingClosed, cause)
 	window := p.cfg.resumeWindow()
-	if ce, ok := old.CloseError(); ok && ce.Code != websocket.CloseAbnormalClosure {
+	moved := false // the server's node drains: resume at once
+	if ce, ok := old.CloseError(); ok && ce.Code == websocket.CloseServiceRestart {
+		moved = true
+	} else if ok && ce.Code != websocket.CloseAbnormalClosure {
 		if ce.Code == websocket.CloseGoingAway && window >= 0 && p.cl == nil {
 			return p.rejoinAfterShutdown(lost)
 		}
@@ -71,7 +78,7 @@ func (p *Peer) reconnect(old *link, cause error) bool {
 		p.emit(Event{Type: EventSignalingClosed, Err: lost})
 		return false
 	}
-	p.logger().Debug("signaling connection lost; reconnecting", "err", cause)
+	p.logger().Debug("signaling connection lost; reconnecting", "err", cause, "moved", moved)
 	p.emit(Event{Type: EventSignalingLost, Err: lost})
 	received := old.Received()
 
@@ -92,8 +99,17 @@ func (p *Peer) reconnect(old *link, cause error) bool {
 	}
 
 	var b backoff
-	for {
+	for first := true; ; first = false {
+		if first && moved {
+			if done, ok := p.attempt(&seatLost, received); done {
+				return ok
+			}
+			continue
+		}
 		wait := b.timer()
+		if p.cfg.hooks != nil && p.cfg.hooks.backoff != nil {
+			p.cfg.hooks.backoff()
+		}
 		select {
 		case <-p.ctx.Done():
 			wait.Stop()
@@ -192,8 +208,12 @@ func (p *Peer) attemptFailed(c *link, err error) (done, ok bool) {
 }
 
 // resumed completes a resume on c: the seat, the PeerConnections and the
-// negotiations are unchanged; the messages queued meanwhile go out now,
-// and the frames the server re-sends are handled as they come.
+// negotiations are unchanged. The frames the server did not handle
+// (joined's read) go out again first, then the messages queued
+// meanwhile, and the frames the server re-sends are handled as they come.
+// When frames may have been lost (joined's gap, or frames to send again
+// that are no longer kept), the calls that are not connected are
+// recovered (recoverCalls).
 func (p *Peer) resumed(c *link, m *signal.Message) {
 	p.mu.Lock()
 	p.client = c
@@ -203,9 +223,25 @@ func (p *Peer) resumed(c *link, m *signal.Message) {
 	}
 	// Fresh TURN credentials, for the connections still to come.
 	p.iceServers = append(iceServers(m.ICEServers, p.logger()), p.cfg.ICEServers...)
-	p.logger().Debug("seat resumed", "peers", m.Peers)
-	p.emit(Event{Type: EventSignalingResumed, Room: m.Room, ID: m.ID, Peers: m.Peers})
+	gap, again := m.Gap, 0
+	switch {
+	case m.Gap:
+		// The room was hosted anew: it counts this seat's frames from
+		// the resume on.
+		p.out.forget(0)
+	case m.Read != nil:
+		var ok bool
+		if again, ok = p.out.rewind(*m.Read); !ok {
+			p.logger().Warn("frames the server did not handle are no longer kept; recovering the calls", "read", *m.Read)
+			gap = true
+		}
+	}
+	p.logger().Debug("seat resumed", "peers", m.Peers, "sent again", again, "gap", gap)
+	p.emit(Event{Type: EventSignalingResumed, Room: m.Room, ID: m.ID, Peers: m.Peers, Gap: gap})
 	p.out.attach(c)
+	if gap {
+		p.recoverCalls()
+	}
 }
 
 // newcomer takes the new seat of created/joined m on c and offers to the

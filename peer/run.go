@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
 
@@ -61,9 +63,11 @@ func (p *Peer) handle(m *signal.Message) {
 	case signal.TypeLog:
 		p.emit(Event{Type: EventServerLog, Text: m.Message})
 	case signal.TypeError:
-		if m.Code == signal.CodeUnknownPeer && m.Ref != "" && p.remote(m.Ref) == nil {
+		if m.Code == signal.CodeUnknownPeer && m.Ref != "" && !p.present(m.Ref) {
 			// A signal for a member that left before the server relayed it
-			// (signals carry the member's id as ref): nothing to report.
+			// (signals carry the member's id as ref), or that has not come
+			// back after a server restart while its connection failed (an
+			// ICE restart): nothing to report.
 			p.logger().Debug("signal for a member that left", "remote", m.Ref, "err", m.Error())
 			return
 		}
@@ -91,6 +95,15 @@ func (p *Peer) peerLeft(id, reason string) {
 		r.close()
 	}
 	p.emit(Event{Type: EventPeerLeft, Remote: id, Reason: reason})
+}
+
+// present reports whether this peer has a PeerConnection with member id
+// that has not failed.
+func (p *Peer) present(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.remotes[id]
+	return r != nil && r.state != webrtc.PeerConnectionStateFailed
 }
 
 func (p *Peer) remote(id string) *remote {

@@ -254,6 +254,13 @@ func (l *eventLog) count(typ EventType) int {
 	return n
 }
 
+// all returns the events so far.
+func (l *eventLog) all() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
 func (l *eventLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -432,6 +432,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gateway := s.cfg.Gateway != nil && !tunnel
+	var c *conn
+	if !gateway {
+		c = newConn(s, ws, hj.fc, r.RemoteAddr)
+		c.addr, c.uncounted = key, tunnel
+		if pipe != nil {
+			c.written = pipe.written // no other goroutine has c yet
+		}
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -451,11 +459,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			release()
 		}()
 		return
-	}
-	c := newConn(s, ws, hj.fc, r.RemoteAddr)
-	c.addr, c.uncounted = key, tunnel
-	if pipe != nil {
-		c.written = pipe.written // no other goroutine has c yet
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)

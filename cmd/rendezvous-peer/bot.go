@@ -73,7 +73,9 @@ func newBot(o *options, stdout, stderr io.Writer) (*bot, error) {
 		if err := b.openVideo(o.video); err != nil {
 			return nil, err
 		}
-		b.cfg.Tracks = []webrtc.TrackLocal{b.video}
+		if o.videoAfter == 0 {
+			b.cfg.Tracks = []webrtc.TrackLocal{b.video}
+		}
 	}
 	if o.echo {
 		// The codelab's page shows only the last stream it is given
@@ -122,20 +124,35 @@ func (b *bot) run(ctx context.Context) error {
 		_ = p.Close()
 		b.out.left(p.Room())
 	}()
-	if b.video != nil {
+	if b.video != nil && b.o.videoAfter == 0 {
 		b.startVideo()
 	}
+	var addVideo <-chan time.Time // -video-after's timer, once a call connected
+	videoTimer := (*time.Timer)(nil)
+	defer func() {
+		if videoTimer != nil {
+			videoTimer.Stop()
+		}
+	}()
 	received := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-addVideo:
+			addVideo = nil
+			b.addVideo(p)
 		case e, ok := <-p.Events():
 			if !ok {
 				return nil
 			}
 			b.out.event(e)
 			switch e.Type {
+			case peer.EventConnectionState:
+				if e.ConnectionState == webrtc.PeerConnectionStateConnected && b.o.videoAfter > 0 && videoTimer == nil {
+					videoTimer = time.NewTimer(b.o.videoAfter)
+					addVideo = videoTimer.C
+				}
 			case peer.EventDataChannelOpen:
 				b.hello(p, e)
 				if b.o.send != "" {
@@ -215,6 +232,17 @@ func (b *bot) drain(p *peer.Peer, e peer.Event) {
 	case <-low:
 	case <-time.After(drainTimeout):
 	}
+}
+
+// addVideo adds the -video track to every call (-video-after) and starts
+// streaming it.
+func (b *bot) addVideo(p *peer.Peer) {
+	if err := p.AddTrack(b.video); err != nil {
+		b.out.errorf("-video-after: add the video: %v", err)
+		return
+	}
+	b.startVideo()
+	b.out.notice("video-added")
 }
 
 func (b *bot) startVideo() {

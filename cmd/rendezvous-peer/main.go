@@ -48,8 +48,9 @@ it answers, it accepts whatever channels the other side opened.
 
 -echo sends every data channel message back on the channel it came on, and
 reflects media: each VP8 video or Opus audio track received from a member
-is sent back to that member. Only VP8 and Opus are negotiated. Limits: no
-renegotiation, so the sending slot must exist in the first negotiation:
+is sent back to that member. Only VP8 and Opus are negotiated. Limits: the
+reflection is set up in the first negotiation, so the sending slot must
+exist then:
 when the bot answers, the offer's media sections must be sendrecv (a
 browser's addTrack before createOffer does that); when the bot offers, it
 offers a sendrecv video and audio section, and the other side must attach
@@ -64,6 +65,18 @@ channel opens, the bot sends the page's hello on it, a JSON text message
 
 -video streams a VP8 IVF file (looping, paced by its frame timestamps) to
 every member; e.g. testdata/testsrc.ivf.
+
+-video-after D (with -video) joins without video, and adds the -video
+track D after the first call connects: every connection then renegotiates
+(perfect negotiation: either side may offer at any time; on glare the
+side with the greater id yields), members that come later get it too, and
+"video-added" is printed. It exercises the other side's handling of a
+track added mid-call (a screen share, say). Not with -codelab, whose
+signalling has no renegotiation.
+
+Connections renegotiate when either side adds or removes a track, and a
+connection that fails (ICE) is restarted by the side with the smaller id
+(ice-restart is printed there): a new offer with new ICE credentials.
 
 -loopback restricts ICE to 127.0.0.1: needed when every peer runs on the
 same machine and it has no other interface (a container, unshare -n), where
@@ -122,23 +135,24 @@ func main() {
 }
 
 type options struct {
-	url       string
-	room      string
-	id        string
-	capacity  int
-	label     string
-	echo      bool
-	video     string
-	send      string
-	exitAfter int
-	json      bool
-	loopback  bool
-	relay     bool
-	token     string
-	resume    time.Duration
-	codelab   bool
-	debug     bool
-	name      string
+	url        string
+	room       string
+	id         string
+	capacity   int
+	label      string
+	echo       bool
+	video      string
+	videoAfter time.Duration
+	send       string
+	exitAfter  int
+	json       bool
+	loopback   bool
+	relay      bool
+	token      string
+	resume     time.Duration
+	codelab    bool
+	debug      bool
+	name       string
 }
 
 // defaultName is the default of -name.
@@ -159,6 +173,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.label, "label", "chat", "`label` of the data channel opened when this peer offers; with -codelab the default is "+codelabLabel+", the codelab's")
 	fs.BoolVar(&o.echo, "echo", false, "send every data channel message back, and reflect received VP8/Opus tracks")
 	fs.StringVar(&o.video, "video", "", "stream this VP8 IVF `file` as a video track, looping")
+	fs.DurationVar(&o.videoAfter, "video-after", 0, "with -video: join without video and add it this `duration` after the first call connects (renegotiation); 0: video from the start")
 	fs.StringVar(&o.send, "send", "", "send this `text` on each data channel when it opens")
 	fs.IntVar(&o.exitAfter, "exit-after", 0, "exit 0 after receiving `N` data channel messages; 0: run until Ctrl-C")
 	fs.BoolVar(&o.json, "json", false, "print events as JSON lines")
@@ -240,6 +255,12 @@ func (o *options) check(fs *flag.FlagSet) error {
 		return errors.New("-exit-after must not be negative")
 	case o.capacity < 0:
 		return errors.New("-capacity must not be negative")
+	case o.videoAfter < 0:
+		return errors.New("-video-after must not be negative")
+	case o.videoAfter > 0 && o.video == "":
+		return errors.New("-video-after needs -video (the file to add)")
+	case o.videoAfter > 0 && o.codelab:
+		return errors.New("-video-after cannot be used with -codelab: the codelab's signalling has no renegotiation")
 	}
 	return nil
 }

@@ -178,6 +178,7 @@ func TestBot(t *testing.T) {
 		}
 	})
 	t.Run("video", func(t *testing.T) { testVideo(t, bin) })
+	t.Run("video after", func(t *testing.T) { testVideoAfter(t, bin) })
 	t.Run("send and exit-after", func(t *testing.T) { testSendExitAfter(t, bin) })
 	t.Run("exit codes", func(t *testing.T) { testExitCodes(t, bin) })
 }
@@ -330,6 +331,50 @@ func testVideo(t *testing.T, bin string) {
 	}
 }
 
+// testVideoAfter: the bot -video-after 1s joins a call with a Go peer
+// with data only, and adds the IVF 1 s after the call connected: the Go
+// peer's track event comes no sooner (less a margin for the two sides
+// seeing connected at slightly different times), after the bot said
+// video-added, and VP8 packets follow.
+func testVideoAfter(t *testing.T, bin string) {
+	const after = time.Second
+	const margin = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := signaltest.New(t, signal.Config{})
+	bot := startBot(t, bin, "-url", srv.URL, "-room", "later", "-id", "bot", "-video", ivfPath, "-video-after", after.String(), "-json", "-loopback")
+	bot.waitEvent(t, ctx, "joined")
+	onTrack, got := receiveVP8("bot")
+	p := joinPeer(t, ctx, peer.Config{URL: srv.URL, Room: "later", ID: "me", DataChannels: []peer.DataChannelConfig{{Label: "chat"}}, OnTrack: onTrack})
+	var connected time.Time
+	for connected.IsZero() {
+		e := nextEvent(t, ctx, p, peer.EventConnectionState)
+		if e.ConnectionState == webrtc.PeerConnectionStateConnected {
+			connected = time.Now()
+		}
+	}
+	// (The call has no media section until the bot adds its video: a
+	// track event can only come from the renegotiation.)
+	e := nextEvent(t, ctx, p, peer.EventTrack)
+	delay := time.Since(connected)
+	if e.Remote != "bot" || e.Track.Kind() != webrtc.RTPCodecTypeVideo {
+		t.Errorf("track from %q, kind %s", e.Remote, e.Track.Kind())
+	}
+	if delay < after-margin {
+		t.Errorf("track %v after the call connected, want at least %v", delay, after)
+	}
+	t.Logf("track %v after the call connected", delay.Round(time.Millisecond))
+	bot.waitEvent(t, ctx, "video-added")
+	select {
+	case mime := <-got:
+		if mime != webrtc.MimeTypeVP8 {
+			t.Errorf("codec %s", mime)
+		}
+	case <-ctx.Done():
+		t.Fatal("no video RTP from the bot")
+	}
+}
+
 // testSendExitAfter: when the channel opens the bot sends the page's hello
 // with -name, then -send's text; -exit-after 1 exits 0 after one message.
 func testSendExitAfter(t *testing.T, bin string) {
@@ -380,6 +425,9 @@ func testExitCodes(t *testing.T, bin string) {
 		{name: "no room", args: []string{"-url", srv.URL}, wantCode: exitUsage, wantStderr: "-room is required"},
 		{name: "bad video", args: []string{"-url", srv.URL, "-room", "r", "-video", "main.go"}, wantCode: exitError, wantStderr: "-video main.go"},
 		{name: "help", args: []string{"-h"}, wantCode: exitOK, wantStderr: "Usage:"},
+		{name: "video-after without video", args: []string{"-url", srv.URL, "-room", "r", "-video-after", "1s"}, wantCode: exitUsage, wantStderr: "-video-after needs -video"},
+		{name: "negative video-after", args: []string{"-url", srv.URL, "-room", "r", "-video", ivfPath, "-video-after", "-1s"}, wantCode: exitUsage, wantStderr: "-video-after must not be negative"},
+		{name: "video-after with codelab", args: []string{"-url", srv.URL, "-room", "r", "-video", ivfPath, "-video-after", "1s", "-codelab"}, wantCode: exitUsage, wantStderr: "-video-after cannot be used with -codelab"},
 		{name: "no token", args: []string{"-url", authSrv.URL, "-room", "r"}, wantCode: exitAuth, wantStderr: "the server refused the join token (-token): "},
 		{name: "bad token", args: []string{"-url", authSrv.URL, "-room", "r", "-token", otherToken}, wantCode: exitAuth, wantStderr: "The join token is not valid"},
 	}

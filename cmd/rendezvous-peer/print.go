@@ -84,6 +84,15 @@ func (p *printer) left(room string) {
 	p.line(fmt.Sprintf("left room %q", room))
 }
 
+// notice reports something the bot did (an event of its own).
+func (p *printer) notice(event string) {
+	if p.json {
+		p.writeJSON(jsonEvent{Event: event})
+		return
+	}
+	p.line(event)
+}
+
 // errorf reports a failure that does not end the bot.
 func (p *printer) errorf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
