@@ -343,7 +343,11 @@ func (g *gwConn) toHost(kind byte, body []byte) {
 	g.mu.Lock()
 	tunnel := g.tunnel
 	g.mu.Unlock()
-	g.n.sendTo(g.host, "h", kind, tunnel, body)
+	if err := g.n.sendTo(g.host, "h", kind, tunnel, body); err != nil {
+		// The frame is lost on the way: the client resumes, and re-sends
+		// what the host did not handle.
+		g.closeClient(signal.CloseServiceRestart, "service restart")
+	}
 }
 
 // push queues a frame of tunnel for the client; frames of an older

@@ -41,6 +41,13 @@ type hostEnd struct {
 // room it does not host (signal.CodeMoved).
 var movedPrefix = []byte(`{"type":"error","code":"moved"`)
 
+// createdPrefix and joinedPrefix start the server's answers to a join
+// that took a seat.
+var (
+	createdPrefix = []byte(`{"type":"created"`)
+	joinedPrefix  = []byte(`{"type":"joined"`)
+)
+
 // onOpen answers a gateway's request to open a tunnel here.
 func (n *Node) onOpen(m *nats.Msg) {
 	kind, tunnel, body, err := parseEnvelope(m.Data)
@@ -115,8 +122,7 @@ func (n *Node) openEnd(gw, tunnel string, ob openBody) error {
 		return err
 	}
 	ws.SetPingHandler(func(p string) error {
-		n.sendTo(gw, "g", kindPing, tunnel, []byte(p))
-		return nil
+		return n.sendTo(gw, "g", kindPing, tunnel, []byte(p)) // an error ends pump: a drop
 	})
 	e.mu.Lock()
 	e.ws = ws
@@ -163,10 +169,25 @@ func (e *hostEnd) pump() {
 			// the client again. The frame is the server's answer to the
 			// gateway, not to the client.
 			room, _ := e.lastRoom()
-			n.sendTo(e.gw, "g", kindMoved, e.tunnel, []byte(room))
+			if n.sendTo(e.gw, "g", kindMoved, e.tunnel, []byte(room)) != nil {
+				return
+			}
 			continue
 		}
-		n.sendTo(e.gw, "g", kindText, e.tunnel, data)
+		if bytes.HasPrefix(data, createdPrefix) || bytes.HasPrefix(data, joinedPrefix) {
+			// A seat: the room's record names its member before the
+			// member hears of it, so that a crash of this node from now
+			// on cannot lose the seat.
+			if room, ok := e.lastRoom(); ok {
+				n.sync.waitWritten(room)
+			}
+		}
+		if n.sendTo(e.gw, "g", kindText, e.tunnel, data) != nil {
+			// The frame is lost on the way: cut the connection, so that
+			// the server holds the seat and replays it on the resume.
+			_ = e.ws.NetConn().Close()
+			return
+		}
 	}
 }
 
@@ -194,7 +215,14 @@ func (n *Node) toHostEnd(kind byte, tunnel string, body []byte) {
 	e := n.ends[tunnel]
 	n.hostMu.Unlock()
 	if e == nil {
-		return // ended already
+		// Ended already. A gateway that still sends on it missed the
+		// end (NATS lost it): tell it again, so that its client resumes.
+		if kind != kindClose && kind != kindAbort {
+			if gw, _, ok := cutTunnel(tunnel); ok {
+				_ = n.sendTo(gw, "g", kindAbort, tunnel, nil)
+			}
+		}
+		return
 	}
 	e.push(gwOut{kind: kind, body: body})
 }
@@ -292,18 +320,23 @@ func (n *Node) closeEnds() {
 
 // sendTo sends a tunnel frame to endpoint ("h": host side, "g": gateway
 // side) of node: directly when it is this node, else over NATS.
-func (n *Node) sendTo(node, endpoint string, kind byte, tunnel string, body []byte) {
+// A frame that cannot be published (NATS is down and its reconnect
+// buffer full) is an error: the tunnel has lost it, and its callers end
+// the tunnel as a drop, so that the client resumes and nothing is lost
+// unknowingly.
+func (n *Node) sendTo(node, endpoint string, kind byte, tunnel string, body []byte) error {
 	if node == n.id {
 		if endpoint == "h" {
 			n.toHostEnd(kind, tunnel, body)
 		} else {
 			n.toGateway(kind, tunnel, body)
 		}
-		return
+		return nil
 	}
 	if err := n.nc.Publish(n.subject(node, endpoint), appendEnvelope(nil, kind, tunnel, body)); err != nil {
 		n.log.Debug("tunnel: publish failed", "to", node, "err", err)
-		return
+		return err
 	}
 	n.met.toNATS.Inc()
+	return nil
 }
