@@ -23,7 +23,33 @@ func NewAPIWithCodecs(se webrtc.SettingEngine, video, audio []webrtc.RTPCodecPar
 	return newAPI(m, se)
 }
 
+// chromiumVideoExtensions are the RTP header extensions of a video m-line
+// in the order, and so with the ids, Chromium numbers them in a session
+// that has none yet. Registered first, they give a new video m-line of
+// this peer the same ids as one Chromium adds at the same moment: a glare
+// in which the browser rolls its offer back then leaves no id bound to two
+// extensions in the BUNDLE, which Chromium refuses ("RTP extension ID
+// reassignment not supported").
+var chromiumVideoExtensions = []string{
+	"urn:ietf:params:rtp-hdrext:toffset",
+	"http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+	"urn:3gpp:video-orientation",
+	"http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+	"http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+	"http://www.webrtc.org/experiments/rtp-hdrext/video-content-type",
+	"http://www.webrtc.org/experiments/rtp-hdrext/video-timing",
+	"http://www.webrtc.org/experiments/rtp-hdrext/color-space",
+	"urn:ietf:params:rtp-hdrext:sdes:mid",
+	"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+	"urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+}
+
 func newAPI(m *webrtc.MediaEngine, se webrtc.SettingEngine) (*webrtc.API, error) {
+	for _, uri := range chromiumVideoExtensions {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("peer: register header extension %s: %w", uri, err)
+		}
+	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("peer: register interceptors: %w", err)
