@@ -190,8 +190,8 @@ func New(ctx context.Context, cfg Config, scfg signal.Config) (*Node, error) {
 		subject string
 		handle  nats.MsgHandler
 	}{
-		{n.subject(n.id, "h"), n.onHostMsg},
-		{n.subject(n.id, "g"), n.onGatewayMsg},
+		{n.subject(n.id, "h"), n.onTunnel("host", n.toHostEnd)},
+		{n.subject(n.id, "g"), n.onTunnel("gateway", n.toGateway)},
 		{n.subject(n.id, "open"), n.onOpen},
 		{n.subject(n.id, "admin"), n.onAdmin},
 		{n.subject(n.id, "move"), n.onMove},

@@ -42,13 +42,13 @@ type roomRecord struct {
 }
 
 // memberRecord is one seat in a room, kept so that another node can take
-// over the room and honour its members' resume tokens.
+// over the room with the same members.
 type memberRecord struct {
 	ID         string    `json:"id"`
 	Joined     time.Time `json:"joined"`
 	AuthExpiry time.Time `json:"authExpiry,omitzero"`
-	Resume     string    `json:"resume,omitempty"`
-	PrevResume string    `json:"prevResume,omitempty"`
+	// No resume token: a seat rebuilt after a crash takes any token the
+	// cluster minted for it, so no secret is kept in the bucket.
 }
 
 // roomEntry is one room of a listing.

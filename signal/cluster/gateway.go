@@ -436,26 +436,37 @@ func (g *gwConn) writeLoop() {
 			return
 		}
 		g.mu.Unlock()
-		for _, o := range batch {
-			var err error
-			deadline := time.Now().Add(n.writeWait)
-			switch o.kind {
-			case kindText:
-				_ = g.ws.SetWriteDeadline(deadline)
-				err = g.ws.WriteMessage(websocket.TextMessage, o.body)
-			case kindPing:
-				err = g.ws.WriteControl(websocket.PingMessage, o.body, deadline)
-			case kindClose:
-				_ = g.ws.WriteControl(websocket.CloseMessage, o.body, time.Now().Add(closeGrace))
-				// The client has closeGrace to answer; run then ends.
-				_ = g.ws.SetReadDeadline(time.Now().Add(closeGrace))
-			case kindAbort:
-				_ = g.ws.NetConn().Close()
-			}
-			if err != nil {
-				_ = g.ws.NetConn().Close() // run sees the error and tells the host
-				break
-			}
+		// After a close the client has closeGrace to answer; on an error
+		// run sees the connection end and tells the host.
+		writeFrames(g.ws, batch, n.writeWait)
+	}
+}
+
+// writeFrames writes a batch of queued frames to ws, in order: text
+// frames, pings, pongs, a close (after which ws's reader has closeGrace
+// to see the answer), or an abort, which closes ws's connection at once
+// (a drop), as does any write that fails.
+func writeFrames(ws *websocket.Conn, batch []gwOut, wait time.Duration) {
+	for _, o := range batch {
+		var err error
+		deadline := time.Now().Add(wait)
+		switch o.kind {
+		case kindText:
+			_ = ws.SetWriteDeadline(deadline)
+			err = ws.WriteMessage(websocket.TextMessage, o.body)
+		case kindPing:
+			err = ws.WriteControl(websocket.PingMessage, o.body, deadline)
+		case kindPong:
+			err = ws.WriteControl(websocket.PongMessage, o.body, deadline)
+		case kindClose:
+			err = ws.WriteControl(websocket.CloseMessage, o.body, time.Now().Add(closeGrace))
+			_ = ws.SetReadDeadline(time.Now().Add(closeGrace))
+		case kindAbort:
+			err = errors.New("abort")
+		}
+		if err != nil {
+			_ = ws.NetConn().Close()
+			return
 		}
 	}
 }
@@ -488,15 +499,18 @@ func closeBody(code int, text string) []byte {
 	return append(b, text...)
 }
 
-// onGatewayMsg receives tunnel frames for this node's clients from hosts.
-func (n *Node) onGatewayMsg(m *nats.Msg) {
-	kind, tunnel, body, err := parseEnvelope(m.Data)
-	if err != nil {
-		n.log.Warn("gateway: bad tunnel message", "err", err)
-		return
+// onTunnel returns the handler of one of this node's tunnel subjects: it
+// hands each envelope to deliver (toGateway or toHostEnd).
+func (n *Node) onTunnel(side string, deliver func(kind byte, tunnel string, body []byte)) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		kind, tunnel, body, err := parseEnvelope(m.Data)
+		if err != nil {
+			n.log.Warn("bad tunnel message", "side", side, "err", err)
+			return
+		}
+		n.met.fromNATS.Inc()
+		deliver(kind, tunnel, body)
 	}
-	n.met.fromNATS.Inc()
-	n.toGateway(kind, tunnel, body)
 }
 
 // toGateway hands a frame from a host to the client of tunnel.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
@@ -198,17 +197,6 @@ func (e *hostEnd) lastRoom() (string, bool) {
 	return e.joinRoom, e.joinRoom != ""
 }
 
-// onHostMsg receives tunnel frames from gateways.
-func (n *Node) onHostMsg(m *nats.Msg) {
-	kind, tunnel, body, err := parseEnvelope(m.Data)
-	if err != nil {
-		n.log.Warn("host: bad tunnel message", "err", err)
-		return
-	}
-	n.met.fromNATS.Inc()
-	n.toHostEnd(kind, tunnel, body)
-}
-
 // toHostEnd hands a frame from a gateway to its tunnel's end here.
 func (n *Node) toHostEnd(kind byte, tunnel string, body []byte) {
 	n.hostMu.Lock()
@@ -281,26 +269,9 @@ func (e *hostEnd) writeLoop() {
 			return
 		}
 		e.mu.Unlock()
-		for _, o := range batch {
-			var err error
-			switch o.kind {
-			case kindText:
-				_ = e.ws.SetWriteDeadline(time.Now().Add(wait))
-				err = e.ws.WriteMessage(websocket.TextMessage, o.body)
-			case kindPong:
-				err = e.ws.WriteControl(websocket.PongMessage, o.body, time.Now().Add(wait))
-			case kindClose:
-				err = e.ws.WriteControl(websocket.CloseMessage, o.body, time.Now().Add(wait))
-				// The server answers and closes; pump then ends.
-				_ = e.ws.SetReadDeadline(time.Now().Add(closeGrace))
-			case kindAbort:
-				err = e.ws.NetConn().Close() // a drop: the server holds the seat
-			}
-			if err != nil {
-				_ = e.ws.NetConn().Close()
-				break
-			}
-		}
+		// After a close the server answers and closes; pump then ends.
+		// An abort is a drop: the server holds the seat.
+		writeFrames(e.ws, batch, wait)
 	}
 }
 
