@@ -117,7 +117,8 @@ func (n *Node) takeover(ctx context.Context, room string, rec roomRecord, rev ui
 	return nil
 }
 
-// nodeDown re-hosts the rooms of a node that died without draining.
+// nodeDown re-hosts the rooms of a node that died without draining, and
+// ends what it tunnelled here and what this gateway tunnelled there.
 func (n *Node) nodeDown(id string) {
 	n.log.Warn("node down: taking its rooms over", "down", id)
 	// Clients tunnelled to it resume (their host's seats are re-hosted).
@@ -137,6 +138,20 @@ func (n *Node) nodeDown(id string) {
 		if dead {
 			g.closeClient(signal.CloseServiceRestart, "service restart")
 		}
+	}
+	// Tunnels from its gateway end as drops: their members' seats are
+	// held for their resumes through other nodes, rather than kept by
+	// connections nobody answers until the pong timeout.
+	n.hostMu.Lock()
+	var orphans []*hostEnd
+	for _, e := range n.ends {
+		if e.gw == id {
+			orphans = append(orphans, e)
+		}
+	}
+	n.hostMu.Unlock()
+	for _, e := range orphans {
+		e.push(gwOut{kind: kindAbort})
 	}
 	if n.draining.Load() {
 		return

@@ -179,3 +179,52 @@ func TestCrashRehostsRooms(t *testing.T) {
 		t.Fatalf("resumed %+v / %+v", ja, jb)
 	}
 }
+
+// TestGatewayCrashHoldsSeat: when the node holding a member's WebSocket
+// dies (not the room's host), the host holds the member's seat as soon as
+// the node's lease has passed, and the member resumes through another
+// node without a gap.
+func TestGatewayCrashHoldsSeat(t *testing.T) {
+	_, nodes := startCluster(t, 3, signal.Config{PongTimeout: time.Minute})
+	alice := dial(t, nodes[0].URL)
+	bob := dial(t, nodes[1].URL)
+	a := join(t, alice, "gw", nil)
+	b := join(t, bob, "gw", nil)
+	recvType(t, alice, signal.TypePeerJoined)
+	nodes[1].Crash()
+	nodes[1].http.CloseClientConnections()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for {
+		st, ok := nodes[0].Server().Snapshot("gw")
+		if !ok {
+			t.Fatal("the room is gone from its host")
+		}
+		held := false
+		for _, s := range st.Seats {
+			held = held || s.ID == b.ID && !s.Connected
+		}
+		if held {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the host still has bob connected through the dead node")
+		case <-time.After(20 * time.Millisecond): // polling the host's state
+		}
+	}
+	t.Logf("bob's seat held %v after his gateway died (pong timeout 1m)", time.Since(start).Round(time.Millisecond))
+	bob2 := dial(t, nodes[2].URL)
+	r := bob.Received()
+	jb := join(t, bob2, "gw", &signal.JoinOptions{Resume: b.Resume, Received: &r})
+	if !jb.Resumed || jb.Gap || jb.ID != b.ID || jb.Read == nil {
+		t.Fatalf("bob resumed with %+v", jb)
+	}
+	if err := bob2.Send(&signal.Message{Type: signal.TypeMessage, To: a.ID, Data: json.RawMessage(`"back"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if m := recvType(t, alice, signal.TypeMessage); string(m.Data) != `"back"` {
+		t.Fatalf("alice got %s", m.Data)
+	}
+}
