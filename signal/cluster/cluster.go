@@ -98,6 +98,8 @@ type Node struct {
 	nextTunnel atomic.Uint64
 	gwWG       sync.WaitGroup // running gateway connections
 
+	moves map[string]*partialMove // moves arriving in parts, by id; only onMove's goroutine uses it
+
 	hostMu     sync.Mutex
 	ends       map[string]*hostEnd // guarded by hostMu: tunnels hosted here, by tunnel id
 	hostClosed bool                // guarded by hostMu
@@ -144,7 +146,7 @@ func New(ctx context.Context, cfg Config, scfg signal.Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger.With("node", cfg.NodeID), nc: nc, js: js,
-		owned: make(map[string]uint64), gws: make(map[string]*gwConn), gwAll: make(map[*gwConn]struct{}), ends: make(map[string]*hostEnd)}
+		owned: make(map[string]uint64), gws: make(map[string]*gwConn), gwAll: make(map[*gwConn]struct{}), moves: make(map[string]*partialMove), ends: make(map[string]*hostEnd)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Node, error) {
 		n.cancel()

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,8 +254,8 @@ func (n *Node) moveRoom(ctx context.Context, st signal.RoomState, rev uint64) er
 	if err != nil {
 		return err
 	}
-	if max := n.nc.MaxPayload(); int64(len(b)) > max {
-		return fmt.Errorf("cluster: room state of %d bytes is over the NATS max_payload of %d; raise max_payload", len(b), max)
+	if len(b) > maxMoveBytes {
+		return fmt.Errorf("cluster: room state of %d bytes is over the %d a move carries", len(b), maxMoveBytes)
 	}
 	tried := []string{n.id}
 	for range 3 {
@@ -262,28 +264,117 @@ func (n *Node) moveRoom(ctx context.Context, st signal.RoomState, rev uint64) er
 			return errors.New("cluster: no other live node to take the room")
 		}
 		tried = append(tried, target)
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		reply, err := n.nc.RequestWithContext(rctx, n.subject(target, "move"), b)
-		cancel()
-		if err == nil && string(reply.Data) == "ok" {
+		err := n.sendMove(ctx, target, b)
+		if err == nil {
 			return nil
 		}
-		if err == nil {
-			err = errors.New(string(reply.Data))
-		}
 		n.log.Warn("drain: a node did not take a room", "room", st.Name, "node", target, "err", err)
-		if errors.Is(err, ErrConflict) || err.Error() == ErrConflict.Error() {
+		if strings.Contains(err.Error(), ErrConflict.Error()) {
 			return err // the record changed: someone else has the room
 		}
 	}
 	return errors.New("cluster: no node took the room")
 }
 
+// Moves larger than a NATS message (max_payload, 1 MB by default) go in
+// parts: each a request whose header movePart says "<move id> <part>
+// <parts>", answered "more" until the last, which is answered as a whole
+// move is. A receiver keeps at most maxMovesInParts unfinished moves, and
+// drops one whose next part has not come within requestTimeout.
+const (
+	movePart        = "Rendezvous-Move-Part"
+	maxMoveBytes    = 64 << 20
+	maxMovesInParts = 64
+)
+
+// sendMove sends a move request (b) to target, in parts if it must, and
+// returns the target's refusal as an error.
+func (n *Node) sendMove(ctx context.Context, target string, b []byte) error {
+	size := int(n.nc.MaxPayload()) - 4096 // room for the header
+	parts := (len(b) + size - 1) / size
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	for i := range parts {
+		m := nats.NewMsg(n.subject(target, "move"))
+		m.Data = b[i*size : min((i+1)*size, len(b))]
+		if parts > 1 {
+			m.Header.Set(movePart, fmt.Sprintf("%x %d %d", id, i, parts))
+		}
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		reply, err := n.nc.RequestMsgWithContext(rctx, m)
+		cancel()
+		switch {
+		case err != nil:
+			return err
+		case i < parts-1 && string(reply.Data) != "more", i == parts-1 && string(reply.Data) != "ok":
+			return errors.New(string(reply.Data))
+		}
+	}
+	return nil
+}
+
+// partialMove is a move whose parts are arriving.
+type partialMove struct {
+	data  []byte
+	next  int // the part expected next
+	parts int
+	last  time.Time
+}
+
+// collectPart adds a part of a move in parts; whole is the move once its
+// last part is in. Only onMove's goroutine calls it.
+func (n *Node) collectPart(header string, data []byte) (whole []byte, err error) {
+	var id string
+	var i, parts int
+	if _, err := fmt.Sscanf(header, "%s %d %d", &id, &i, &parts); err != nil || parts < 2 || i < 0 || i >= parts {
+		return nil, fmt.Errorf("cluster: bad %s header %q", movePart, header)
+	}
+	now := time.Now()
+	for k, p := range n.moves {
+		if now.Sub(p.last) > requestTimeout {
+			delete(n.moves, k)
+		}
+	}
+	p := n.moves[id]
+	if p == nil {
+		if i != 0 || len(n.moves) >= maxMovesInParts {
+			return nil, errors.New("cluster: move part out of order, or too many moves at once")
+		}
+		p = &partialMove{parts: parts}
+		n.moves[id] = p
+	}
+	if i != p.next || parts != p.parts || len(p.data)+len(data) > maxMoveBytes {
+		delete(n.moves, id)
+		return nil, errors.New("cluster: move part out of order or too large")
+	}
+	p.data = append(p.data, data...)
+	p.next++
+	p.last = now
+	if p.next < p.parts {
+		return nil, nil
+	}
+	delete(n.moves, id)
+	return p.data, nil
+}
+
 // onMove takes over a room a draining node hands over: the room is
 // installed with its seats held, then the directory names this node.
 func (n *Node) onMove(m *nats.Msg) {
+	data := m.Data
+	if h := m.Header.Get(movePart); h != "" {
+		whole, err := n.collectPart(h, data)
+		switch {
+		case err != nil:
+			_ = m.Respond([]byte(err.Error()))
+			return
+		case whole == nil:
+			_ = m.Respond([]byte("more"))
+			return
+		}
+		data = whole
+	}
 	var req moveRequest
-	err := json.Unmarshal(m.Data, &req)
+	err := json.Unmarshal(data, &req)
 	if err == nil && n.draining.Load() {
 		err = errDraining
 	}
