@@ -55,14 +55,14 @@ type gwConn struct {
 	lastJoin []byte     // guarded by linkMu: the last join sent, re-sent when its room moved
 
 	mu         sync.Mutex
-	tunnel     string  // guarded by mu: id of the current tunnel; frames of any other are dropped
-	queue      []gwOut // guarded by mu: frames for the client
-	queueBytes int     // guarded by mu
-	sent       uint64  // guarded by mu: text frames queued for the client since it connected
-	writing    bool    // guarded by mu: writeLoop runs
-	closing    bool    // guarded by mu: a close is queued or sent: no more frames
-	done       bool    // guarded by mu: run has finished
-	joinTimer  *time.Timer
+	tunnel     string      // guarded by mu: id of the current tunnel; frames of any other are dropped
+	queue      []gwOut     // guarded by mu: frames for the client
+	queueBytes int         // guarded by mu
+	sent       uint64      // guarded by mu: text frames queued for the client since it connected
+	writing    bool        // guarded by mu: writeLoop runs
+	closing    bool        // guarded by mu: a close is queued or sent: no more frames
+	done       bool        // guarded by mu: run has finished
+	joinTimer  *time.Timer // guarded by mu: closes a client that opens no tunnel in time
 	writers    sync.WaitGroup
 }
 
