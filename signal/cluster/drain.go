@@ -68,19 +68,14 @@ func (n *Node) hostFor(ctx context.Context, room string) (string, error) {
 }
 
 // checkLater makes the syncer look at a room claimed for a join after
-// claimCheck: if the join did not create it, the claim is released.
+// claimCheck: if the join did not create it, the claim is released. A
+// timer, not a goroutine, waits: a client may make many claims.
 func (n *Node) checkLater(room string) {
-	n.bg.Add(1)
-	go func() {
-		defer n.bg.Done()
-		t := time.NewTimer(claimCheck)
-		defer t.Stop()
-		select {
-		case <-t.C:
+	time.AfterFunc(claimCheck, func() {
+		if n.ctx.Err() == nil {
 			n.sync.mark(room)
-		case <-n.ctx.Done():
 		}
-	}()
+	})
 }
 
 // takeover makes this node the host of room, whose host (in rec, at
