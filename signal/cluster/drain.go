@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
@@ -33,8 +34,9 @@ const maxParallel = 32
 
 // hostFor returns the node that hosts room, claiming it for this node
 // when nobody does and taking it over when its host is dead. An empty or
-// invalid room is this node's (its server answers the join).
-func (n *Node) hostFor(ctx context.Context, room string) (string, error) {
+// invalid room is this node's (its server answers the join). A claim
+// (a directory write) waits for a token of claims, the client's bucket.
+func (n *Node) hostFor(ctx context.Context, room string, claims *rate.Limiter) (string, error) {
 	if room == "" || !signal.ValidRoom(room) {
 		return n.id, nil
 	}
@@ -43,6 +45,9 @@ func (n *Node) hostFor(ctx context.Context, room string) (string, error) {
 	case errors.Is(err, ErrNoRoom):
 		if n.draining.Load() {
 			return "", errDraining
+		}
+		if err := claims.Wait(ctx); err != nil {
+			return "", fmt.Errorf("cluster: too many new rooms from this client: %w", err)
 		}
 		rev, err := n.dir.claim(ctx, room, roomRecord{Host: n.id, Created: time.Now()})
 		var ce *ClaimedError

@@ -38,6 +38,13 @@ type gwOut struct {
 // answer the close frame before its socket is closed.
 const closeGrace = time.Second
 
+// A client creates rooms (directory writes) at most claimRate a second,
+// after a burst of claimBurst; past that its joins of new rooms wait.
+const (
+	claimRate  = 5
+	claimBurst = 20
+)
+
 // maxQueued bounds the frames queued for one side of a tunnel, besides
 // its bytes (the server's ConnBufferBytes).
 const maxQueued = 1024
@@ -55,21 +62,22 @@ type gwConn struct {
 	lastJoin []byte     // guarded by linkMu: the last join sent, re-sent when its room moved
 
 	mu         sync.Mutex
-	tunnel     string      // guarded by mu: id of the current tunnel; frames of any other are dropped
-	queue      []gwOut     // guarded by mu: frames for the client
-	queueBytes int         // guarded by mu
-	sent       uint64      // guarded by mu: text frames queued for the client since it connected
-	writing    bool        // guarded by mu: writeLoop runs
-	closing    bool        // guarded by mu: a close is queued or sent: no more frames
-	done       bool        // guarded by mu: run has finished
-	joinTimer  *time.Timer // guarded by mu: closes a client that opens no tunnel in time
+	tunnel     string        // guarded by mu: id of the current tunnel; frames of any other are dropped
+	queue      []gwOut       // guarded by mu: frames for the client
+	queueBytes int           // guarded by mu
+	sent       uint64        // guarded by mu: text frames queued for the client since it connected
+	writing    bool          // guarded by mu: writeLoop runs
+	closing    bool          // guarded by mu: a close is queued or sent: no more frames
+	done       bool          // guarded by mu: run has finished
+	joinTimer  *time.Timer   // guarded by mu: closes a client that opens no tunnel in time
+	claims     *rate.Limiter // rooms the client may create: each is a directory write
 	writers    sync.WaitGroup
 }
 
 // serveClient is the server's Config.Gateway: it runs one client
 // connection until it ends.
 func (n *Node) serveClient(ws *websocket.Conn, remote string) {
-	g := &gwConn{n: n, ws: ws, remote: remote}
+	g := &gwConn{n: n, ws: ws, remote: remote, claims: rate.NewLimiter(claimRate, claimBurst)}
 	n.gwMu.Lock()
 	if n.gwClosed {
 		n.gwMu.Unlock()
@@ -236,7 +244,7 @@ func (g *gwConn) routeLocked(room string, first []byte) error {
 	deadline := time.Now().Add(2*n.cfg.Lease + time.Second)
 	backoff := 25 * time.Millisecond
 	for {
-		host, err := n.hostFor(n.ctx, room)
+		host, err := n.hostFor(n.ctx, room, g.claims)
 		if err == nil {
 			if err = g.openLocked(host, room); err == nil {
 				g.toHost(kindText, first)

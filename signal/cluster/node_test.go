@@ -228,3 +228,29 @@ func TestGatewayCrashHoldsSeat(t *testing.T) {
 		t.Fatalf("alice got %s", m.Data)
 	}
 }
+
+// TestClaimsLimitedPerClient: every room a client creates is a directory
+// write, so one client's new rooms are limited (a burst of 20, then 5 a
+// second): its joins of new rooms past the burst wait.
+func TestClaimsLimitedPerClient(t *testing.T) {
+	_, nodes := startCluster(t, 1, signal.Config{})
+	c := dial(t, nodes[0].URL)
+	start := time.Now()
+	const rooms = 30 // 10 past the burst: at least 2 s at 5 a second
+	for i := range rooms {
+		join(t, c, fmt.Sprintf("claim-%d", i), nil)
+		if err := c.Send(&signal.Message{Type: signal.TypeLeave}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 1800*time.Millisecond {
+		t.Fatalf("%d new rooms took %v: not limited", rooms, took)
+	}
+	// Another client is not slowed by the first one's limit.
+	d := dial(t, nodes[0].URL)
+	start = time.Now()
+	join(t, d, "claim-other", nil)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("another client's new room took %v", took)
+	}
+}
