@@ -77,6 +77,7 @@ type Node struct {
 
 	maxMessage int64         // the server's MaxMessageBytes
 	pongWait   time.Duration // the server's PongTimeout
+	msgWait    time.Duration // the server's MessageTimeout
 	joinWait   time.Duration // the server's JoinTimeout
 	writeWait  time.Duration // the server's WriteTimeout
 	queueBytes int           // the server's ConnBufferBytes: a gateway connection's queue bound
@@ -177,8 +178,8 @@ func New(ctx context.Context, cfg Config, scfg signal.Config) (*Node, error) {
 	}
 	n.srv = signal.NewServer(scfg)
 	eff := n.srv.Config()
-	n.maxMessage, n.pongWait, n.joinWait, n.writeWait, n.queueBytes =
-		eff.MaxMessageBytes, eff.PongTimeout, eff.JoinTimeout, eff.WriteTimeout, eff.ConnBufferBytes
+	n.maxMessage, n.pongWait, n.msgWait, n.joinWait, n.writeWait, n.queueBytes =
+		eff.MaxMessageBytes, eff.PongTimeout, eff.MessageTimeout, eff.JoinTimeout, eff.WriteTimeout, eff.ConnBufferBytes
 	n.sync = newSyncer(n)
 
 	if n.nodes, err = newNodes(ctx, js, nodesConfig{Prefix: cfg.Prefix, Replicas: cfg.Replicas, Lease: cfg.Lease,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -98,7 +99,16 @@ func (g *gwConn) run() {
 	n := g.n
 	defer g.finish()
 	g.ws.SetReadLimit(n.maxMessage)
-	extend := func() { _ = g.ws.SetReadDeadline(time.Now().Add(n.pongWait)) }
+	// The client must send something every pong timeout, and finish a
+	// message it has begun within the message timeout, pongs or not.
+	var msgDeadline time.Time // while a message is being read; owned by this goroutine
+	extend := func() {
+		d := time.Now().Add(n.pongWait)
+		if !msgDeadline.IsZero() && msgDeadline.Before(d) {
+			d = msgDeadline
+		}
+		_ = g.ws.SetReadDeadline(d)
+	}
 	extend()
 	// Control frames are limited as on a single server (10/s, burst 20):
 	// the gateway answers pings itself.
@@ -128,7 +138,17 @@ func (g *gwConn) run() {
 		g.mu.Unlock()
 	}
 	for {
-		_, data, err := g.ws.ReadMessage()
+		_, r, err := g.ws.NextReader()
+		var data []byte
+		if err == nil {
+			msgDeadline = time.Now().Add(n.msgWait)
+			extend()
+			data, err = io.ReadAll(r)
+			if err != nil && !time.Now().Before(msgDeadline) {
+				err = errMessageTimeout
+			}
+			msgDeadline = time.Time{}
+		}
 		if err != nil {
 			g.readEnded(err)
 			return
@@ -163,8 +183,11 @@ func (g *gwConn) readEnded(err error) {
 	g.mu.Lock()
 	closing := g.closing
 	g.mu.Unlock()
-	if errors.Is(err, errControlFlood) {
+	switch {
+	case errors.Is(err, errControlFlood):
 		g.closeNow(websocket.ClosePolicyViolation, "too many control frames")
+	case errors.Is(err, errMessageTimeout):
+		g.closeNow(websocket.ClosePolicyViolation, "message not complete within "+g.n.msgWait.String())
 	}
 	g.linkMu.Lock()
 	defer g.linkMu.Unlock()
@@ -176,8 +199,8 @@ func (g *gwConn) readEnded(err error) {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla sent the client 1009; the client is gone, not dropped.
 		g.toHost(kindClose, closeBody(websocket.CloseMessageTooBig, "message too big"))
-	case errors.Is(err, errControlFlood):
-		g.toHost(kindClose, closeBody(websocket.ClosePolicyViolation, "too many control frames"))
+	case errors.Is(err, errControlFlood), errors.Is(err, errMessageTimeout):
+		g.toHost(kindClose, closeBody(websocket.ClosePolicyViolation, err.Error()))
 	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
 		g.toHost(kindClose, closeBody(ce.Code, ce.Text))
 	default:
@@ -189,8 +212,12 @@ func (g *gwConn) readEnded(err error) {
 // errClientClosing stops routing a client whose connection is closing.
 var errClientClosing = errors.New("cluster: the client connection is closing")
 
-// errControlFlood ends a client that sends too many pings or pongs.
-var errControlFlood = errors.New("cluster: too many control frames")
+// errControlFlood ends a client that sends too many pings or pongs;
+// errMessageTimeout one that does not finish a message in time.
+var (
+	errControlFlood   = errors.New("cluster: too many control frames")
+	errMessageTimeout = errors.New("cluster: message not complete in time")
+)
 
 // closeNow sends the client a close frame at once.
 func (g *gwConn) closeNow(code int, text string) {

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/rendezvous-rtc/rendezvous/signal"
 )
@@ -252,5 +255,53 @@ func TestClaimsLimitedPerClient(t *testing.T) {
 	join(t, d, "claim-other", nil)
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("another client's new room took %v", took)
+	}
+}
+
+// TestGatewayMessageTimeout: a client that begins a message and does not
+// finish it within the message timeout is closed by its gateway (1008),
+// pongs or not, as a single server closes it; its room mate on another
+// node sees it leave.
+func TestGatewayMessageTimeout(t *testing.T) {
+	_, nodes := startCluster(t, 2, signal.Config{MessageTimeout: 300 * time.Millisecond})
+	alice := dial(t, nodes[0].URL)
+	join(t, alice, "slow", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, nodes[1].URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"slow"}`)); err != nil {
+		t.Fatal(err)
+	}
+	recvType(t, alice, signal.TypePeerJoined)
+	// Half a message: a first fragment, never the last.
+	w, err := ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(`{"type":"message","data":"` + strings.Repeat("x", 8<<10))); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	for {
+		_, _, err := ws.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			if ce.Code != websocket.ClosePolicyViolation {
+				t.Fatalf("closed with %d %q, want 1008", ce.Code, ce.Text)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("read: %v, want close 1008", err)
+		}
+	}
+	t.Logf("closed %v after the half message", time.Since(start).Round(time.Millisecond))
+	if pl := recvType(t, alice, signal.TypePeerLeft); pl.Reason != signal.ReasonDisconnected {
+		t.Fatalf("alice saw %+v", pl)
 	}
 }
