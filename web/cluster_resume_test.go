@@ -39,13 +39,7 @@ func TestClusterDrainResend(t *testing.T) {
 	srv := newScriptedServer(t)
 	p := openPage(t, "page", srv.URL+"/")
 	p.join("drain", "Dana", dataOnly)
-	c := srv.accept(t)
-	join := c.recv(t)
-	if join["type"] != "join" || join["room"] != "drain" {
-		t.Fatalf("first message %v, want a join of room drain", join)
-	}
-	c.send(t, map[string]any{"type": "created", "ref": join["ref"], "room": "drain", "id": "dana",
-		"capacity": 2, "iceServers": []any{}, "resume": "token-1"})
+	c := srv.acceptCreated(t, "drain", "dana")
 	p.joined()
 
 	p.exec(`(() => { const c = window.rendezvous.client; for (const n of [1, 2, 3]) c.relay({n}); })()`)

@@ -253,6 +253,20 @@ type scriptedServer struct {
 	closed bool // guarded by mu: conns takes no more
 }
 
+// acceptCreated takes the page's next connection, checks that its first
+// message joins room, and answers created with id and resume token-1.
+func (s *scriptedServer) acceptCreated(t *testing.T, room, id string) *scriptedConn {
+	t.Helper()
+	c := s.accept(t)
+	join := c.recv(t)
+	if join["type"] != "join" || join["room"] != room {
+		t.Fatalf("first message %v, want a join of room %s", join, room)
+	}
+	c.send(t, map[string]any{"type": "created", "ref": join["ref"], "room": room, "id": id,
+		"capacity": 2, "iceServers": []any{}, "resume": "token-1"})
+	return c
+}
+
 // scriptedConn is one WebSocket of a scriptedServer.
 type scriptedConn struct {
 	ws *websocket.Conn
@@ -368,13 +382,7 @@ func TestResumeWithNewToken(t *testing.T) {
 	srv := newScriptedServer(t)
 	p := openPage(t, "page", srv.URL+"/")
 	p.join("rotation", "Rita", dataOnly)
-	c := srv.accept(t)
-	join := c.recv(t)
-	if join["type"] != "join" || join["room"] != "rotation" {
-		t.Fatalf("first message %v, want a join of room rotation", join)
-	}
-	c.send(t, map[string]any{"type": "created", "ref": join["ref"], "room": "rotation", "id": "rita",
-		"capacity": 2, "iceServers": []any{}, "resume": "token-1"})
+	c := srv.acceptCreated(t, "rotation", "rita")
 	p.joined()
 
 	for i := 1; i <= 2; i++ {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -13,21 +12,6 @@ import (
 
 // benchRooms is how many rooms the move benchmarks hand over.
 const benchRooms = 1000
-
-// benchNode starts a node on natsURL for a benchmark.
-func benchNode(b *testing.B, natsURL string) *Node {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := New(ctx, Config{NATS: NATSOptions{URLs: natsURL}, Lease: time.Second, Logger: quietLog()},
-		signal.Config{Logger: quietLog(), ResumeWindow: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(n.Handler())
-	b.Cleanup(func() { _ = n.Close(); hs.Close() })
-	return n
-}
 
 // fillRooms makes n host count rooms of two held seats each, as if their
 // members' connections had dropped: claimed in the directory, recorded,
@@ -77,7 +61,7 @@ func BenchmarkDrainMove1000(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		natsURL, _ := clustertest.NATS(b)
-		from, to := benchNode(b, natsURL), benchNode(b, natsURL)
+		from, to := startTestNode(b, natsURL), startTestNode(b, natsURL)
 		fillRooms(b, from, benchRooms)
 		b.StartTimer()
 		start := time.Now()
@@ -98,7 +82,7 @@ func BenchmarkCrashRehost1000(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		natsURL, _ := clustertest.NATS(b)
-		dead, survivor := benchNode(b, natsURL), benchNode(b, natsURL)
+		dead, survivor := startTestNode(b, natsURL), startTestNode(b, natsURL)
 		fillRooms(b, dead, benchRooms)
 		// Let the records be written, as a node that ran a while would have.
 		deadline := time.Now().Add(30 * time.Second)

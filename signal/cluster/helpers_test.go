@@ -4,12 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rendezvous-rtc/rendezvous/signal"
 	"github.com/rendezvous-rtc/rendezvous/signal/cluster/clustertest"
 )
 
@@ -45,4 +47,18 @@ func newJS(t testing.TB) (url string, js jetstream.JetStream) {
 	url, _ = clustertest.NATS(t)
 	_, js = dial(t, url, "test")
 	return url, js
+}
+
+// startTestNode starts a node on natsURL (lease 1 s, resume window a
+// minute), serving on a random port until the test ends.
+func startTestNode(tb testing.TB, natsURL string) *Node {
+	tb.Helper()
+	n, err := New(testCtx(tb), Config{NATS: NATSOptions{URLs: natsURL}, Lease: time.Second, Logger: quietLog()},
+		signal.Config{Logger: quietLog(), ResumeWindow: time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := httptest.NewServer(n.Handler())
+	tb.Cleanup(func() { _ = n.Close(); hs.Close() })
+	return n
 }

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -17,19 +15,7 @@ import (
 // every frame with it, in order.
 func TestDrainMovesLargeRoomInParts(t *testing.T) {
 	natsURL, _ := clustertest.NATS(t)
-	start := func() *Node {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		n, err := New(ctx, Config{NATS: NATSOptions{URLs: natsURL}, Lease: time.Second, Logger: quietLog()},
-			signal.Config{Logger: quietLog(), ResumeWindow: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(n.Handler())
-		t.Cleanup(func() { _ = n.Close(); hs.Close() })
-		return n
-	}
-	from, to := start(), start()
+	from, to := startTestNode(t, natsURL), startTestNode(t, natsURL)
 	var frames [][]byte
 	for i := range 150 { // 150 × 8 KiB: 1.2 MB of frames, 1.6 MB as JSON
 		f := fmt.Appendf(nil, `{"type":"message","from":"b","data":"%d %s"}`, i, bytes.Repeat([]byte("x"), 8<<10))
